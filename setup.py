@@ -1,0 +1,39 @@
+"""speechbrain-codec: recipes and lobes for ultra-low-bitrate semantic neural speech codecs.
+
+torch and torchaudio are deliberately not pinned here: install the matching pair first
+(``tools/setup_env.sh`` does; see the README), then this package.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("speechbrain_codec/__init__.py").read_text().split("__all__")[0], version)
+
+setup(
+    name="speechbrain-codec",
+    version=version["__version__"],
+    description="SpeechBrain-style recipes for ultra-low-bitrate semantic neural speech codecs",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["speechbrain_codec", "speechbrain_codec.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchaudio>=2.1",
+        "speechbrain>=1.1.2,<1.2",
+        "hyperpyyaml>=1.2",
+        "numpy",
+        "soundfile>=0.12",
+        "auraloss>=0.4",
+    ],
+    extras_require={
+        "eval": ["pesq>=0.0.4", "pystoi>=0.4", "pocketsphinx>=5.0", "jiwer>=3.0"],
+        "quant": ["vector-quantize-pytorch>=1.20", "constriction>=0.4"],
+        "ssl": ["transformers>=4.40", "sentencepiece"],
+        "test": ["pytest>=8", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["speechbrain-codec=speechbrain_codec.cli:main"]},
+)

@@ -1,0 +1,225 @@
+"""``speechbrain-codec`` command line: encode, decode, info.
+
+Examples
+--------
+    speechbrain-codec encode speech.wav speech.sbc --checkpoint exp/codec
+    speechbrain-codec decode speech.sbc speech_dec.wav --checkpoint exp/codec
+    speechbrain-codec info speech.sbc [--checkpoint exp/codec]
+    speechbrain-codec encode a.wav b.flac outdir/ --checkpoint exp/codec   # several files
+    speechbrain-codec encode --manifest test.csv --data-root DATA outdir/ --checkpoint exp/codec
+    speechbrain-codec decode sbc_dir/ wav_dir/ --checkpoint exp/codec
+    speechbrain-codec baselines --manifest test.csv --data-root DATA outdir/ codec2_700C opus_6k
+    speechbrain-codec evaluate --manifest test.csv --system mine=wav_dir --out results.json
+    speechbrain-codec report results.json --out results.md
+
+Batch forms (a manifest or a folder as input) write their output folder atomically, with a
+``bitrate.json`` (nominal, payload and file bits per second over the whole set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main", "encode_file", "decode_file"]
+
+logger = logging.getLogger("speechbrain_codec")
+
+
+def _targets(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]]:
+    from .utils import CodecError
+
+    out = Path(output)
+    if len(inputs) > 1 or out.is_dir() or output.endswith("/"):
+        if out.exists() and not out.is_dir():
+            raise CodecError(f"{out}: several inputs need an output folder, but this is a file")
+        out.mkdir(parents=True, exist_ok=True)
+        return [(Path(i), out / (Path(i).stem + suffix)) for i in inputs]
+    return [(Path(inputs[0]), out)]
+
+
+def encode_file(codec, src: str | Path, dst: str | Path) -> dict:
+    """Encode one audio file with ``codec`` into a ``.sbc`` file; returns size facts."""
+    import torch
+
+    from .bitstream import Bitstream, write_sbc
+    from .dataio import load_audio
+
+    sig = load_audio(src, codec.sample_rate)
+    with torch.no_grad():
+        toks = codec.sig_to_toks(sig[None])[0].cpu().numpy()
+    bs = Bitstream(toks, codec.sample_rate, codec.hop_length, sig.numel(), codec.codebook_sizes, codec.config_hash)
+    size = write_sbc(dst, bs)
+    return {"file_bytes": size, "payload_bytes": bs.payload_bytes(), "duration": bs.duration}
+
+
+def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
+    """Decode one ``.sbc`` file with ``codec`` into a 16-bit WAV/FLAC file."""
+    import torch
+
+    from .bitstream import read_sbc
+    from .dataio import save_audio
+    from .utils import CodecError
+
+    bs = read_sbc(src)
+    if bs.config_hash != codec.config_hash:
+        raise CodecError(
+            f"{src}: written by another model (codec hash {bs.config_hash}, the checkpoint's is "
+            f"{codec.config_hash}); decode it with the checkpoint that encoded it"
+        )
+    if bs.codebook_sizes != codec.codebook_sizes or bs.hop_length != codec.hop_length:
+        raise CodecError(f"{src}: codebooks {bs.codebook_sizes} / hop {bs.hop_length} do not fit the checkpoint")
+    with torch.no_grad():
+        sig = codec.toks_to_sig(torch.as_tensor(bs.toks)[None])[0, : bs.num_samples]
+    save_audio(dst, sig, bs.sample_rate)
+    return {"duration": bs.duration}
+
+
+def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path) -> None:
+    """Encode or decode ``[(ID, path)]`` into ``out_dir`` (atomic); write ``bitrate.json``."""
+    import shutil
+
+    from .utils import atomic_path, atomic_write_json
+
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        if command == "encode":
+            payload = size = dur = 0.0
+            for uid, src in items:
+                facts = encode_file(codec, src, tmp / f"{uid}.sbc")
+                payload, size, dur = payload + facts["payload_bytes"], size + facts["file_bytes"], dur + facts["duration"]
+            atomic_write_json(tmp / "bitrate.json", {
+                "nominal_bitrate": codec.bitrate,
+                "payload_bitrate": 8 * payload / dur if dur else None,
+                "file_bitrate": 8 * size / dur if dur else None,
+                "duration": dur,
+                "files": len(items),
+            })
+        else:
+            for uid, src in items:
+                decode_file(codec, src, tmp / f"{uid}.wav")
+            rates = Path(items[0][1]).parent / "bitrate.json" if items else None
+            if rates is not None and rates.is_file():
+                shutil.copy(rates, tmp / "bitrate.json")
+
+
+def _info(args) -> dict:
+    from .bitstream import read_sbc
+
+    facts: dict = {}
+    if args.checkpoint:
+        from .codec import Codec
+
+        codec = Codec.from_pretrained(args.checkpoint)
+        facts["codec"] = {"config_hash": codec.config_hash, **codec.describe()}
+    for name in args.files:
+        bs = read_sbc(name)
+        size = Path(name).stat().st_size
+        facts[name] = {
+            "sample_rate": bs.sample_rate,
+            "frame_rate": bs.frame_rate,
+            "codebook_sizes": bs.codebook_sizes,
+            "frames": int(bs.toks.shape[0]),
+            "duration_s": round(bs.duration, 4),
+            "nominal_bitrate": round(bs.nominal_bitrate, 2),
+            "payload_bitrate": round(8 * bs.payload_bytes() / bs.duration, 2) if bs.duration else None,
+            "file_bitrate": round(8 * size / bs.duration, 2) if bs.duration else None,
+            "header_bytes": bs.header_bytes(),
+            "payload_bytes": bs.payload_bytes(),
+            "config_hash": bs.config_hash,
+        }
+        if "codec" in facts:
+            facts[name]["matches_checkpoint"] = bs.config_hash == facts["codec"]["config_hash"]
+    return facts
+
+
+def _print_info(facts: dict) -> None:
+    for name, f in facts.items():
+        print(f"{name}:")
+        for key, value in f.items():
+            print(f"  {key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``speechbrain-codec``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="speechbrain-codec", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd, helptext in (("encode", "audio -> .sbc"), ("decode", ".sbc -> audio")):
+        p = sub.add_parser(cmd, help=helptext)
+        p.add_argument("paths", nargs="+", metavar="IN... OUT",
+                       help="input file(s) or one input folder, then the output file or folder")
+        p.add_argument("--manifest", help="encode every utterance of this manifest (output: a folder)")
+        p.add_argument("--data-root", help="value of {data_root} in the manifest")
+        p.add_argument("--checkpoint", required=True, help="codec folder (codec.yaml, codec.ckpt) or hub id")
+        p.add_argument("--device", default="cpu")
+    for extra in ("baselines", "evaluate", "report"):
+        sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)
+    p = sub.add_parser("info", help="describe .sbc files and/or a checkpoint")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--checkpoint")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("baselines", "evaluate", "report"):
+        logging.basicConfig(level=logging.WARNING, format="notice: %(message)s")
+        from importlib import import_module
+
+        from .utils import CodecError
+
+        module = {"baselines": "baselines", "evaluate": "evaluate", "report": "report"}[argv[0]]
+        try:
+            return import_module(f"speechbrain_codec.{module}").main(argv[1:])
+        except CodecError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING, format="notice: %(message)s")
+    from .utils import CodecError
+
+    try:
+        if args.command == "info":
+            if not args.files and not args.checkpoint:
+                parser.error("info needs .sbc files or --checkpoint")
+            facts = _info(args)
+            print(json.dumps(facts, indent=2)) if args.json else _print_info(facts)
+            return 0
+        from .codec import Codec
+
+        codec = Codec.from_pretrained(args.checkpoint, map_location=args.device).to(args.device)
+        work = encode_file if args.command == "encode" else decode_file
+        suffix = ".sbc" if args.command == "encode" else ".wav"
+        *inputs, output = args.paths if not args.manifest else [*args.paths]
+        if args.manifest or (len(inputs) == 1 and Path(inputs[0]).is_dir()):
+            if args.manifest:
+                from .dataio import read_manifest
+
+                if inputs:
+                    parser.error("with --manifest, give only the output folder")
+                rows = read_manifest(args.manifest, args.data_root)
+                items = [(uid, Path(r["wav"])) for uid, r in rows.items()]
+            else:
+                pattern = "*.wav" if args.command == "encode" else "*.sbc"
+                items = [(p.stem, p) for p in sorted(Path(inputs[0]).glob(pattern))]
+                if not items:
+                    raise CodecError(f"{inputs[0]}: no {pattern} files to {args.command}")
+            _batch(codec, args.command, items, Path(output))
+            return 0
+        if not inputs:
+            parser.error(f"{args.command} needs an input and an output")
+        failed = 0
+        for src, dst in _targets(inputs, output, suffix):
+            try:
+                work(codec, src, dst)
+            except CodecError as err:
+                print(f"error: {err}", file=sys.stderr)
+                failed += 1
+        return 1 if failed else 0
+    except CodecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""``Codec`` = encoder + (compressor) + quantizer + (decompressor) + decoder.
+
+The frame rate and bitrate are derived from the bricks, never typed by hand:
+``frame_rate = sample_rate / hop_length`` and ``bitrate = frame_rate * sum_k log2 N_k``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .decoders import Decoder
+from .encoders import Encoder
+from .quantizers import Quantizer
+from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text
+
+__all__ = ["Codec", "CodecOutput"]
+
+logger = logging.getLogger("speechbrain_codec")
+
+CODEC_YAML, CODEC_CKPT, CODEC_META = "codec.yaml", "codec.ckpt", "codec.json"
+
+
+class CodecOutput(NamedTuple):
+    """Everything a training step needs from one forward pass.
+
+    Attributes
+    ----------
+    sig : torch.Tensor
+        ``[B, T_wav]`` reconstruction (``T_wav`` = padded input length).
+    toks : torch.Tensor
+        ``[B, T, K]`` tokens.
+    lats, qlats : torch.Tensor
+        ``[B, T, C]`` latents before and after quantization.
+    losses : dict
+        The quantizer's auxiliary losses.
+    """
+
+    sig: torch.Tensor
+    toks: torch.Tensor
+    lats: torch.Tensor
+    qlats: torch.Tensor
+    losses: dict[str, torch.Tensor]
+
+
+class Codec(nn.Module):
+    """A neural speech codec assembled from lobes.
+
+    Parameters
+    ----------
+    encoder : Encoder
+    quantizer : Quantizer
+    decoder : Decoder
+    compressor, decompressor : nn.Module, optional
+        Modules between encoder and quantizer (and quantizer and decoder) that change the frame
+        rate by their integer attributes ``downsample`` / ``upsample``.
+
+    Example
+    -------
+    >>> from speechbrain_codec.encoders import MelEncoder
+    >>> from speechbrain_codec.quantizers import FSQ
+    >>> from speechbrain_codec.decoders import VocosDecoder
+    >>> codec = Codec(MelEncoder(16000, 4, dim=16, intermediate_dim=32, num_layers=1),
+    ...               FSQ([8, 5, 5, 5]),
+    ...               VocosDecoder(4, dim=16, intermediate_dim=32, num_layers=1))
+    >>> codec.frame_rate, round(codec.bitrate, 1)
+    (50.0, 498.3)
+    >>> toks = codec.sig_to_toks(torch.randn(1, 16000))
+    >>> toks.shape, codec.toks_to_sig(toks).shape
+    (torch.Size([1, 50, 1]), torch.Size([1, 16000]))
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        quantizer: Quantizer,
+        decoder: Decoder,
+        compressor: nn.Module | None = None,
+        decompressor: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.compressor = compressor if compressor is not None else nn.Identity()
+        self.quantizer = quantizer
+        self.decompressor = decompressor if decompressor is not None else nn.Identity()
+        self.decoder = decoder
+        down = getattr(self.compressor, "downsample", 1)
+        up = getattr(self.decompressor, "upsample", 1)
+        self.hop_length = encoder.hop_length * down
+        if decoder.hop_length * up != self.hop_length:
+            raise ValueError(
+                f"encoder hop {encoder.hop_length} x compressor {down} != decoder hop "
+                f"{decoder.hop_length} x decompressor {up}: the decoder would not give back "
+                "as many samples as the encoder took"
+            )
+        if encoder.sample_rate != decoder.sample_rate:
+            raise ValueError(
+                f"encoder rate {encoder.sample_rate} Hz != decoder rate {decoder.sample_rate} Hz"
+            )
+        self.sample_rate = encoder.sample_rate
+        self.config_hash = ""  # set by from_pretrained / save_pretrained
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def frame_rate(self) -> float:
+        """Token frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """Codebook size per token stream."""
+        return list(self.quantizer.codebook_sizes)
+
+    @property
+    def bitrate(self) -> float:
+        """Nominal bits per second: ``frame_rate * quantizer.bits_per_frame``."""
+        return self.frame_rate * self.quantizer.bits_per_frame
+
+    # ------------------------------------------------------------------ signal paths
+    def pad(self, sig: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``sig [B, T_wav]`` at the end to a multiple of ``hop_length``."""
+        rem = (-sig.shape[-1]) % self.hop_length
+        return nn.functional.pad(sig, (0, rem)) if rem else sig
+
+    def sig_to_lats(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        """``sig [B, T_wav] -> lats [B, T, C]`` (encoder and compressor)."""
+        return self.compressor(self.encoder(self.pad(sig), lens))
+
+    def forward(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> CodecOutput:
+        """Full analysis-synthesis pass for training."""
+        lats = self.sig_to_lats(sig, lens)
+        q = self.quantizer(lats)
+        rec = self.decoder(self.decompressor(q.qlats))
+        return CodecOutput(rec, q.toks, lats, q.qlats, q.losses)
+
+    @torch.no_grad()
+    def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        """``sig [B, T_wav] -> toks [B, ceil(T_wav / hop_length), K]``."""
+        return self.quantizer(self.sig_to_lats(sig, lens)).toks
+
+    @torch.no_grad()
+    def toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
+        """``toks [B, T, K] -> sig [B, T * hop_length]``."""
+        return self.decoder(self.decompressor(self.quantizer.toks_to_qlats(toks)))
+
+    # ------------------------------------------------------------------ metadata
+    def describe(self) -> dict:
+        """Configuration facts written into bitstreams and results."""
+        return {
+            "encoder": type(self.encoder).__name__,
+            "quantizer": type(self.quantizer).__name__,
+            "decoder": type(self.decoder).__name__,
+            "sample_rate": self.sample_rate,
+            "hop_length": self.hop_length,
+            "frame_rate": self.frame_rate,
+            "codebook_sizes": self.codebook_sizes,
+            "bitrate": self.bitrate,
+            "num_parameters": sum(p.numel() for p in self.parameters()),
+        }
+
+    def compute_config_hash(self, codec_yaml: str) -> str:
+        """Fingerprint of the configuration and the weights (16 hex digits).
+
+        Two checkpoints that differ in configuration or in any weight get different hashes,
+        so a bitstream written by one is refused by the other.
+        """
+        h = hashlib.sha256(codec_yaml.encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, folder: str | os.PathLike, codec_yaml: str) -> None:
+        """Write ``codec.yaml``, ``codec.ckpt`` and ``codec.json`` into ``folder`` atomically.
+
+        ``codec_yaml`` is a HyperPyYAML text whose key ``codec`` builds this model.
+        """
+        self.config_hash = self.compute_config_hash(codec_yaml)
+        with atomic_path(folder, is_dir=True) as tmp:
+            atomic_write_text(tmp / CODEC_YAML, codec_yaml)
+            torch.save(self.state_dict(), tmp / CODEC_CKPT)
+            atomic_write_json(tmp / CODEC_META, {"config_hash": self.config_hash, **self.describe()})
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> "Codec":
+        """Load from a folder written by :meth:`save_pretrained`, or a Hugging Face hub id.
+
+        Raises
+        ------
+        CodecError
+            The folder lacks a file, or the weights do not fit the configuration (the missing
+            and unexpected keys are listed).
+        """
+        from hyperpyyaml import load_hyperpyyaml
+
+        folder = Path(source)
+        if not folder.is_dir():
+            if Path(source).exists() or str(source).startswith((".", "/")):
+                raise CodecError(f"{source}: not a codec folder (expected {CODEC_YAML} and {CODEC_CKPT})")
+            try:
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(str(source)))
+            except Exception as err:
+                raise CodecError(
+                    f"{source}: no such folder, and the hub download failed ({type(err).__name__}); "
+                    "pass a local folder written by training"
+                ) from None
+        for name in (CODEC_YAML, CODEC_CKPT):
+            if not (folder / name).is_file():
+                raise CodecError(f"{folder}: missing {name}; export the checkpoint again (training stage)")
+        yaml_text = (folder / CODEC_YAML).read_text(encoding="utf-8")
+        codec = load_hyperpyyaml(io.StringIO(yaml_text))["codec"]
+        state = torch.load(folder / CODEC_CKPT, map_location=map_location, weights_only=True)
+        missing, unexpected = codec.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CodecError(
+                f"{folder / CODEC_CKPT}: does not fit {CODEC_YAML}; missing keys {sorted(missing)}, "
+                f"unexpected keys {sorted(unexpected)}"
+            )
+        meta_path = folder / CODEC_META
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        codec.config_hash = meta.get("config_hash") or codec.compute_config_hash(yaml_text)
+        codec.eval()
+        return codec

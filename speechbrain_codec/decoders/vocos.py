@@ -1,0 +1,117 @@
+"""Vocos-style decoder: ConvNeXt backbone and an inverse-STFT head (Siuzdak, 2023)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn import ConvNeXtStack
+from .base import Decoder
+
+__all__ = ["ISTFTHead", "VocosDecoder", "istft_same"]
+
+
+def istft_same(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
+    """Inverse STFT with "same" padding: ``spec [B, n_fft//2+1, T] -> sig [B, T * hop_length]``.
+
+    Overlap-add of windowed frames, normalised by the window envelope, trimmed by
+    ``(n_fft - hop_length) / 2`` samples on each side (as Vocos' ``ISTFT(padding="same")``).
+    """
+    if (n_fft - hop_length) % 2:
+        raise ValueError(f"n_fft - hop_length must be even, got {n_fft} and {hop_length}")
+    pad = (n_fft - hop_length) // 2
+    n_frames = spec.shape[-1]
+    frames = torch.fft.irfft(spec, n_fft, dim=1, norm="backward") * window[None, :, None]
+    out_size = (n_frames - 1) * hop_length + n_fft
+    sig = nn.functional.fold(
+        frames, output_size=(1, out_size), kernel_size=(1, n_fft), stride=(1, hop_length)
+    )[:, 0, 0, pad : out_size - pad]
+    env = window.square().expand(1, n_frames, -1).transpose(1, 2)
+    env = nn.functional.fold(
+        env, output_size=(1, out_size), kernel_size=(1, n_fft), stride=(1, hop_length)
+    ).squeeze()[pad : out_size - pad]
+    return sig / env.clamp(min=1e-11)
+
+
+class ISTFTHead(nn.Module):
+    """Predicts log-magnitude and phase per frame and inverts them with :func:`istft_same`.
+
+    Example
+    -------
+    >>> head = ISTFTHead(32, n_fft=64, hop_length=16)
+    >>> head(torch.randn(2, 5, 32)).shape
+    torch.Size([2, 80])
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.out = nn.Linear(dim, n_fft + 2)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, dim] -> sig [B, T * hop_length]``."""
+        x = self.out(x).transpose(1, 2)
+        log_mag, phase = x.chunk(2, dim=1)
+        mag = torch.exp(log_mag).clamp(max=1e2)
+        spec = torch.polar(mag.float(), phase.float())
+        return istft_same(spec, self.n_fft, self.hop_length, self.window.float())
+
+
+class VocosDecoder(Decoder):
+    """Optional frame-rate upsampling, ConvNeXt backbone, iSTFT head.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input frame size C.
+    dim, intermediate_dim, num_layers, kernel_size : int
+        Backbone size.
+    n_fft, hop_length : int
+        iSTFT head; ``hop_length`` samples per backbone frame.
+    upsample : int
+        Repeat each input frame ``upsample`` times before the backbone (for codecs whose frame
+        rate is below the iSTFT frame rate). Output samples per input frame:
+        ``hop_length * upsample``.
+    sample_rate : int
+        Output sample rate.
+    causal : bool
+        Causal backbone convolutions.
+
+    Example
+    -------
+    >>> dec = VocosDecoder(4, dim=32, intermediate_dim=64, num_layers=1, n_fft=64, hop_length=16,
+    ...                    upsample=2)
+    >>> dec(torch.randn(2, 5, 4)).shape, dec.hop_length
+    (torch.Size([2, 160]), 32)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int = 512,
+        intermediate_dim: int = 1536,
+        num_layers: int = 8,
+        n_fft: int = 1280,
+        hop_length: int = 320,
+        upsample: int = 1,
+        sample_rate: int = 16000,
+        kernel_size: int = 7,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.sample_rate = sample_rate
+        self.upsample = upsample
+        self.hop_length = hop_length * upsample
+        self.backbone = ConvNeXtStack(in_channels, dim, intermediate_dim, num_layers, kernel_size, causal)
+        self.head = ISTFTHead(dim, n_fft, hop_length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, C] -> sig [B, T * hop_length]``."""
+        if x.shape[-1] != self.in_channels:
+            raise ValueError(f"VocosDecoder expects [B, T, {self.in_channels}], got {list(x.shape)}")
+        x = x.transpose(1, 2)
+        if self.upsample > 1:
+            x = x.repeat_interleave(self.upsample, dim=-1)
+        return self.head(self.backbone(x))

@@ -1,0 +1,6 @@
+"""Encoders: ``sig [B, T_wav], lens [B] -> feats [B, T, C]``."""
+
+from .base import Encoder
+from .mel import MelEncoder
+
+__all__ = ["Encoder", "MelEncoder"]

@@ -1,0 +1,98 @@
+"""ConvNeXt 1-D blocks as used by Vocos (Siuzdak, 2023) and FocalCodec's decoders."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ConvNeXtBlock", "ConvNeXtStack"]
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv -> LayerNorm -> pointwise MLP (GELU) -> layer scale, with a residual.
+
+    Parameters
+    ----------
+    dim : int
+        Channels in and out.
+    intermediate_dim : int
+        Hidden size of the pointwise MLP.
+    kernel_size : int
+        Depthwise kernel size (odd).
+    layer_scale_init : float
+        Initial value of the per-channel residual scale.
+    causal : bool
+        Left-pad the depthwise convolution so that no output depends on future frames.
+
+    Example
+    -------
+    >>> blk = ConvNeXtBlock(16, 48)
+    >>> blk(torch.randn(2, 16, 10)).shape
+    torch.Size([2, 16, 10])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        intermediate_dim: int,
+        kernel_size: int = 7,
+        layer_scale_init: float = 1e-6,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.pad = (kernel_size - 1, 0) if causal else (kernel_size // 2, kernel_size // 2)
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(layer_scale_init * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, C, T] -> [B, C, T]``."""
+        residual = x
+        x = self.dwconv(nn.functional.pad(x, self.pad))
+        x = x.transpose(1, 2)
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        x = (self.gamma * x).transpose(1, 2)
+        return residual + x
+
+
+class ConvNeXtStack(nn.Module):
+    """Input conv, ``num_layers`` ConvNeXt blocks and a final LayerNorm (Vocos backbone).
+
+    Example
+    -------
+    >>> stack = ConvNeXtStack(8, 32, 96, num_layers=2)
+    >>> stack(torch.randn(2, 8, 10)).shape
+    torch.Size([2, 10, 32])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int,
+        intermediate_dim: int,
+        num_layers: int,
+        kernel_size: int = 7,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.pad = (kernel_size - 1, 0) if causal else (kernel_size // 2, kernel_size // 2)
+        self.embed = nn.Conv1d(in_channels, dim, kernel_size)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, intermediate_dim, kernel_size, 1.0 / max(num_layers, 1), causal)
+            for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, C_in, T] -> [B, T, dim]``."""
+        x = self.embed(nn.functional.pad(x, self.pad))
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.final_norm(x.transpose(1, 2))

@@ -1,0 +1,108 @@
+"""Finite scalar quantization (Mentzer et al., 2023, "Finite Scalar Quantization: VQ-VAE Made Simple").
+
+Each of ``len(levels)`` channels is bounded with ``tanh`` and rounded to ``levels[i]`` values;
+the token is the mixed-radix number of the per-channel digits, so a codebook holds
+``prod(levels)`` codes. With ``num_codebooks > 1`` the projected latent is split into groups,
+one token per group. Conventions (bounding, offsets, index order) follow
+vector-quantize-pytorch's ``FSQ`` so that tokens are interchangeable (tested).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import Quantizer, QuantizerOutput
+
+__all__ = ["FSQ"]
+
+
+def _round_ste(z: torch.Tensor) -> torch.Tensor:
+    return z + (z.round() - z).detach()
+
+
+class FSQ(Quantizer):
+    """Finite scalar quantizer with optional input/output projections.
+
+    Parameters
+    ----------
+    levels : list of int
+        Quantization levels per channel, e.g. ``[8, 5, 5, 5]`` (1000 codes, 9.97 bits).
+    dim : int, optional
+        Latent size C; a linear projection maps C to ``len(levels) * num_codebooks`` and back
+        when they differ. Defaults to ``len(levels) * num_codebooks``.
+    num_codebooks : int
+        Tokens per frame K.
+
+    Example
+    -------
+    >>> q = FSQ([8, 5, 5, 5], dim=16)
+    >>> out = q(torch.randn(2, 7, 16))
+    >>> out.toks.shape, round(q.bits_per_frame, 3)
+    (torch.Size([2, 7, 1]), 9.966)
+    >>> torch.allclose(q.toks_to_qlats(out.toks), out.qlats)
+    True
+    """
+
+    def __init__(self, levels: list[int], dim: int | None = None, num_codebooks: int = 1) -> None:
+        super().__init__()
+        if not levels or any(int(l) < 2 for l in levels):
+            raise ValueError(f"FSQ levels must be integers >= 2, got {levels}")
+        self.levels = [int(l) for l in levels]
+        self.codebook_dim = len(self.levels)
+        inner = self.codebook_dim * num_codebooks
+        self.dim = dim if dim is not None else inner
+        self.codebook_sizes = [math.prod(self.levels)] * num_codebooks
+        self.register_buffer("_levels", torch.tensor(self.levels, dtype=torch.int64), persistent=False)
+        basis = torch.cumprod(torch.tensor([1] + self.levels[:-1], dtype=torch.int64), dim=0)
+        self.register_buffer("_basis", basis, persistent=False)
+        self.project_in = nn.Linear(self.dim, inner) if self.dim != inner else nn.Identity()
+        self.project_out = nn.Linear(inner, self.dim) if self.dim != inner else nn.Identity()
+
+    def bound(self, z: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+        """Squash ``z`` so that rounding yields ``levels[i]`` values per channel."""
+        levels = self._levels.to(z.dtype)
+        half_l = (levels - 1) * (1 + eps) / 2
+        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0).to(z.dtype)
+        shift = (offset / half_l).atanh()
+        return (z + shift).tanh() * half_l - offset
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """Bound and round (straight-through), normalised to [-1, 1]."""
+        half_width = (self._levels // 2).to(z.dtype)
+        return _round_ste(self.bound(z)) / half_width
+
+    def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes [..., G, d]`` in [-1, 1] -> indices ``[..., G]``."""
+        half_width = self._levels // 2
+        digits = (codes * half_width + half_width).round().long()
+        return (digits * self._basis).sum(dim=-1)
+
+    def indices_to_codes(self, toks: torch.Tensor) -> torch.Tensor:
+        """indices ``[..., G]`` -> codes ``[..., G, d]`` in [-1, 1]."""
+        digits = (toks.long().unsqueeze(-1) // self._basis) % self._levels
+        half_width = self._levels // 2
+        return ((digits - half_width).float() / half_width.float())
+
+    def forward(self, lats: torch.Tensor) -> QuantizerOutput:
+        """``lats [B, T, C] -> QuantizerOutput(qlats [B, T, C], toks [B, T, K], {})``."""
+        self.check_lats(lats)
+        z = self.project_in(lats)
+        z = z.unflatten(-1, (self.num_codebooks, self.codebook_dim))
+        codes = self.quantize(z)
+        toks = self.codes_to_indices(codes)
+        qlats = self.project_out(codes.flatten(-2))
+        return QuantizerOutput(qlats, toks, {})
+
+    def toks_to_qlats(self, toks: torch.Tensor) -> torch.Tensor:
+        """``toks [B, T, K] -> qlats [B, T, C]``."""
+        self.check_toks(toks)
+        codes = self.indices_to_codes(toks).to(self._dtype())
+        return self.project_out(codes.flatten(-2))
+
+    def _dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            return p.dtype
+        return torch.float32

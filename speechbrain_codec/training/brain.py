@@ -1,0 +1,152 @@
+"""A SpeechBrain ``Brain`` that trains any :class:`~speechbrain_codec.codec.Codec`.
+
+The hparams provide ``codec`` (through ``modules``), ``losses`` (name -> module taking
+``(sig_hat, sig)``), ``loss_weights`` (name -> float; quantizer losses are weighted by their own
+names), ``opt_class`` and ``lr_schedule`` (a callable of the optimizer step, e.g.
+:class:`WarmupCosine`). The scheduler is stepped once per optimizer step and checkpointed, so a
+resumed run continues at the same step with the same learning rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import speechbrain as sb
+import torch
+
+__all__ = ["CodecBrain", "WarmupCosine", "load_codec_yaml", "segment_pipeline"]
+
+logger = logging.getLogger("speechbrain_codec")
+
+
+class WarmupCosine:
+    """Learning-rate multiplier: linear warm-up, then cosine decay to ``min_ratio``.
+
+    Example
+    -------
+    >>> s = WarmupCosine(warmup_steps=10, total_steps=110, min_ratio=0.1)
+    >>> s(0), s(10), round(s(110), 3)
+    (0.1, 1.0, 0.1)
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> None:
+        self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def segment_pipeline(sample_rate: int, segment_samples: int | None, cache: bool = False):
+    """A data pipeline ``wav -> sig``: load (resampled, mono), then a random crop.
+
+    ``segment_samples=None`` keeps the whole clip. Clips shorter than a segment are zero-padded.
+    ``cache=True`` keeps decoded clips in memory (small corpora only).
+    """
+    from ..dataio import load_audio
+
+    store: dict[str, torch.Tensor] = {}
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def pipeline(wav: str) -> torch.Tensor:
+        sig = store.get(wav) if cache else None
+        if sig is None:
+            sig = load_audio(wav, sample_rate, notices=False)
+            if cache:
+                store[wav] = sig
+        if segment_samples is None:
+            return sig
+        if sig.numel() <= segment_samples:
+            return torch.nn.functional.pad(sig, (0, segment_samples - sig.numel()))
+        start = int(torch.randint(0, sig.numel() - segment_samples + 1, ()))
+        return sig[start : start + segment_samples]
+
+    return pipeline
+
+
+class CodecBrain(sb.Brain):
+    """Trains a codec with a weighted sum of reconstruction and quantizer losses."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        sig, lens = batch.sig
+        return self.modules.codec(sig, lens)
+
+    def compute_objectives(self, predictions, batch, stage):
+        sig, _ = batch.sig
+        sig_hat = predictions.sig[..., : sig.shape[-1]]
+        sig = sig[..., : sig_hat.shape[-1]]
+        weights = self.hparams.loss_weights
+        terms = {name: fn(sig_hat, sig) for name, fn in self.hparams.losses.items()}
+        terms.update(predictions.losses)
+        total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        for name, value in terms.items():
+            self.loss_terms.setdefault(name, []).append(float(value.detach()))
+        return total
+
+    def on_stage_start(self, stage, epoch=None):
+        self.loss_terms: dict[str, list[float]] = {}
+
+    def init_optimizers(self):
+        super().init_optimizers()
+        if self.optimizer is not None and getattr(self.hparams, "lr_schedule", None) is not None:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule)
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("scheduler", self.scheduler)
+        else:
+            self.scheduler = None
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step and self.scheduler is not None:
+            self.scheduler.step()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        stats = {"loss": stage_loss}
+        stats.update({k: sum(v) / len(v) for k, v in self.loss_terms.items() if v})
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else 0.0
+            if hasattr(self.hparams, "train_logger"):
+                self.hparams.train_logger.log_stats(
+                    stats_meta={"epoch": epoch, "step": self.optimizer_step, "lr": lr},
+                    train_stats=getattr(self, "train_stats", None),
+                    valid_stats=stats,
+                )
+            if self.checkpointer is not None:
+                self.checkpointer.save_and_keep_only(
+                    meta={"loss": stage_loss, "epoch": epoch, "step": self.optimizer_step},
+                    min_keys=["loss"],
+                    num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
+                    keep_recent=True,
+                )
+        self.last_stats = stats
+
+
+def load_codec_yaml(path: str, overrides: dict | None = None):
+    """Build the codec of a codec hparams file; returns ``(codec, resolved_yaml_text)``.
+
+    The resolved text (overrides applied, references resolved) is what
+    :meth:`Codec.save_pretrained` stores, so the exported folder rebuilds the same model.
+    """
+    import io
+
+    from hyperpyyaml import load_hyperpyyaml, resolve_references
+
+    from ..utils import CodecError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = resolve_references(f, overrides or {}).getvalue()
+    except FileNotFoundError:
+        raise CodecError(f"{path}: codec hparams file missing (see the recipe's hparams/codec/)") from None
+    loaded = load_hyperpyyaml(io.StringIO(text))
+    if "codec" not in loaded:
+        raise CodecError(f"{path}: defines no `codec` key")
+    return loaded["codec"], text
