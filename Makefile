@@ -11,7 +11,7 @@ demo: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash recipes/mini/run.sh
 
 test: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q tests
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
 
 clean:
 	rm -rf recipes/mini/exp

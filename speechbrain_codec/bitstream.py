@@ -150,8 +150,10 @@ class Bitstream:
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "Bitstream":
         """Parse a ``.sbc`` file's content; ``name`` is used in error messages."""
-        if len(data) < _FIXED.size or data[:4] != MAGIC:
+        if data[:4] != MAGIC:
             raise CodecError(f"{name}: not a speechbrain-codec bitstream (bad magic); encode it with `speechbrain-codec encode`")
+        if len(data) < _FIXED.size:
+            raise CodecError(f"{name}: truncated header; the file is incomplete, re-encode it")
         magic, version, flags, sr, hop, n_samples, n_frames, k = _FIXED.unpack_from(data, 0)
         if version != VERSION:
             raise CodecError(f"{name}: bitstream version {version}, this toolkit reads version {VERSION}; upgrade speechbrain-codec")

@@ -29,6 +29,27 @@ __all__ = ["main", "encode_file", "decode_file"]
 logger = logging.getLogger("speechbrain_codec")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes notices to the current ``sys.stderr`` (which tests and callers may swap)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def setup_notices() -> None:
+    """Print the toolkit's warnings as ``notice: ...`` lines on stderr (once per process)."""
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("notice: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def _targets(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]]:
     from .utils import CodecError
 
@@ -162,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("baselines", "evaluate", "report"):
-        logging.basicConfig(level=logging.WARNING, format="notice: %(message)s")
+        setup_notices()
         from importlib import import_module
 
         from .utils import CodecError
@@ -175,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING, format="notice: %(message)s")
+    setup_notices()
     from .utils import CodecError
 
     try:
@@ -190,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         codec = Codec.from_pretrained(args.checkpoint, map_location=args.device).to(args.device)
         work = encode_file if args.command == "encode" else decode_file
         suffix = ".sbc" if args.command == "encode" else ".wav"
-        *inputs, output = args.paths if not args.manifest else [*args.paths]
+        *inputs, output = args.paths
         if args.manifest or (len(inputs) == 1 and Path(inputs[0]).is_dir()):
             if args.manifest:
                 from .dataio import read_manifest

@@ -1,0 +1,96 @@
+"""Run every stage of recipes/mini with debug hparams, then the stage mechanics."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+
+RUN = ROOT / "recipes" / "mini" / "run.sh"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(["bash", str(RUN), "--debug", "true", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    exp = tmp_path_factory.mktemp("mini") / "exp"
+    proc = run("--exp", str(exp))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return exp, proc
+
+
+def test_all_stages_produce_results(finished):
+    exp, proc = finished
+    results = json.loads((exp / "results" / "results.json").read_text())
+    systems = results["systems"]
+    assert list(systems)[:2] == ["original", "mini-fsq"]
+    mine = systems["mini-fsq"]["summary"]
+    assert mine["utterances"] == 6 and mine["failed"] == 0
+    assert mine["nominal_bitrate"] == pytest.approx(498.29, abs=0.01)
+    assert mine["nominal_bitrate"] < mine["payload_bitrate"] < mine["file_bitrate"]
+    assert 1.0 <= mine["pesq_wb"] <= 4.64 and 0.0 <= mine["stoi"] <= 1.0
+    original = systems["original"]["summary"]
+    assert original["pesq_wb"] == pytest.approx(4.64, abs=0.01) and original["wer"] < 0.5
+    for name in ("codec2_700C", "opus_6k"):
+        if shutil.which("c2enc") and shutil.which("opusenc"):
+            assert systems[name]["summary"]["stoi"] > 0.6
+    table = (exp / "results" / "results.md").read_text()
+    assert "| mini-fsq | 498 |" in table
+    assert "| mini-fsq | 498 |" in proc.stdout  # the report stage prints the table
+    assert len(list((exp / "bitstreams").glob("*.sbc"))) == 6
+    assert (exp / "commands.log").is_file()
+
+
+def test_second_run_skips_finished_stages(finished):
+    exp, _ = finished
+    ckpt = exp / "train" / "codec" / "codec.ckpt"
+    before = ckpt.stat().st_mtime_ns
+    proc = run("--exp", str(exp))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for n in range(1, 7):
+        assert f"stage {n} already done" in proc.stdout, proc.stdout
+    assert ckpt.stat().st_mtime_ns == before
+
+
+def test_explicit_stage_reruns_from_there(finished):
+    exp, _ = finished
+    results = exp / "results" / "results.json"
+    before = results.stat().st_mtime_ns
+    proc = run("--exp", str(exp), "--stage", "6")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stage 6 already done" not in proc.stdout
+    assert results.stat().st_mtime_ns != before
+
+
+def test_stage_before_its_inputs_names_the_stage(tmp_path):
+    proc = run("--exp", str(tmp_path / "fresh"), "--stage", "3")
+    assert proc.returncode != 0
+    assert "made by stage 2 (train)" in proc.stdout
+
+
+def test_unknown_option_is_refused(tmp_path):
+    proc = run("--exp", str(tmp_path), "--stagee", "3")
+    assert proc.returncode != 0 and "unknown option --stagee" in proc.stderr
+
+
+def test_corrupt_clip_stops_prepare_and_keeps_old_outputs(finished, tmp_path):
+    exp, _ = finished
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "recipes" / "mini" / "data", data)
+    victim = data / "audio" / "en" / "LJ001-0004.flac"
+    victim.write_bytes(b"fLaC" + bytes(64))
+    before = (exp / "data" / "train.csv").read_text()
+    proc = run("--exp", str(exp), "--data_folder", str(data), "--stop_stage", "1")
+    assert proc.returncode != 0
+    assert str(victim) in proc.stderr and "cannot be decoded" in proc.stderr
+    assert (exp / "data" / "train.csv").read_text() == before
