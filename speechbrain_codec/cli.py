@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import logging
 import sys
 from pathlib import Path
@@ -74,7 +75,10 @@ def encode_file(codec, src: str | Path, dst: str | Path) -> dict:
         toks = codec.sig_to_toks(sig[None])[0].cpu().numpy()
     bs = Bitstream(toks, codec.sample_rate, codec.hop_length, sig.numel(), codec.codebook_sizes, codec.config_hash)
     size = write_sbc(dst, bs)
-    return {"file_bytes": size, "payload_bytes": bs.payload_bytes(), "duration": bs.duration}
+    from .quantizers import dedup
+
+    runs = sum(len(dedup(toks[:, k])[0]) for k in range(toks.shape[1]))
+    return {"file_bytes": size, "payload_bytes": bs.payload_bytes(), "duration": bs.duration, "runs": runs}
 
 
 def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
@@ -107,17 +111,22 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path) ->
 
     with atomic_path(out_dir, is_dir=True) as tmp:
         if command == "encode":
-            payload = size = dur = 0.0
+            payload = size = dur = runs = 0.0
             for uid, src in items:
                 facts = encode_file(codec, src, tmp / f"{uid}.sbc")
                 payload, size, dur = payload + facts["payload_bytes"], size + facts["file_bytes"], dur + facts["duration"]
-            atomic_write_json(tmp / "bitrate.json", {
+                runs += facts["runs"]
+            rates = {
                 "nominal_bitrate": codec.bitrate,
                 "payload_bitrate": 8 * payload / dur if dur else None,
                 "file_bitrate": 8 * size / dur if dur else None,
                 "duration": dur,
                 "files": len(items),
-            })
+            }
+            if hasattr(codec.quantizer, "measured_bitrate") and dur:
+                # variable-rate units (DPDP): log2 K bits per unit after merging repeats
+                rates["dedup_bitrate"] = math.log2(codec.codebook_sizes[0]) * runs / dur
+            atomic_write_json(tmp / "bitrate.json", rates)
         else:
             for uid, src in items:
                 decode_file(codec, src, tmp / f"{uid}.wav")

@@ -37,11 +37,15 @@ def _fmt(key: str | None, value) -> str:
 
 
 def results_table(results: dict) -> str:
-    """One row per system, in the order of ``results["systems"]``."""
-    lines = ["| " + " | ".join(c for c, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    """One row per system, in the order of ``results["systems"]``; a "Dedup b/s" column
+    (variable-rate unit codecs) appears when a system reports it."""
+    columns = list(COLUMNS)
+    if any("dedup_bitrate" in e["summary"] for e in results["systems"].values()):
+        columns.insert(4, ("Dedup b/s", "dedup_bitrate"))
+    lines = ["| " + " | ".join(c for c, _ in columns) + " |", "|" + "---|" * len(columns)]
     for name, entry in results["systems"].items():
         s = entry["summary"]
-        cells = [name] + [_fmt(k, s.get(k)) for _, k in COLUMNS[1:]]
+        cells = [name] + [_fmt(k, s.get(k)) for _, k in columns[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

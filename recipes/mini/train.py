@@ -20,12 +20,13 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_codec.dataio import read_manifest
-from speechbrain_codec.training import CodecBrain, load_codec_yaml, segment_pipeline
+from speechbrain_codec.training import CodecBrain, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
 from speechbrain_codec.utils import CodecError
 
 
-def dataio_prepare(hparams: dict) -> tuple[sb.dataio.dataset.DynamicItemDataset, sb.dataio.dataset.DynamicItemDataset]:
-    """Training set of random crops (each clip ``train_repeats`` times) and full-clip validation."""
+def dataio_prepare(hparams: dict):
+    """Training set of random crops (each clip ``train_repeats`` times), full-clip validation,
+    and the full training clips (for fitting k-means codebooks)."""
     sr = hparams["sample_rate"]
     train_rows = read_manifest(hparams["train_csv"], hparams["data_folder"])
     valid_rows = read_manifest(hparams["valid_csv"], hparams["data_folder"])
@@ -36,9 +37,11 @@ def dataio_prepare(hparams: dict) -> tuple[sb.dataio.dataset.DynamicItemDataset,
     train.add_dynamic_item(segment_pipeline(sr, int(hparams["segment_seconds"] * sr), hparams["cache_audio"]))
     valid = sb.dataio.dataset.DynamicItemDataset(valid_rows)
     valid.add_dynamic_item(segment_pipeline(sr, None, hparams["cache_audio"]))
-    for ds in (train, valid):
+    whole = sb.dataio.dataset.DynamicItemDataset(train_rows)
+    whole.add_dynamic_item(segment_pipeline(sr, None, False))
+    for ds in (train, valid, whole):
         ds.set_output_keys(["id", "sig"])
-    return train, valid
+    return train, valid, whole
 
 
 def main(argv: list[str]) -> None:
@@ -56,7 +59,10 @@ def main(argv: list[str]) -> None:
         overrides=overrides,
     )
     codec, codec_yaml = load_codec_yaml(hparams["codec_hparams"], hparams["codec_overrides"])
-    train, valid = dataio_prepare(hparams)
+    train, valid, whole = dataio_prepare(hparams)
+    fitted = fit_codebook_if_needed(codec, whole)  # k-means / DPDP codebooks, before training
+    if fitted:
+        print(f"fitted the quantizer's codebook: {fitted}")
     steps_per_epoch = math.ceil(len(train) / hparams["batch_size"])
     hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=steps_per_epoch * hparams["number_of_epochs"])
     hparams["checkpointer"].add_recoverable("codec", codec)

@@ -1,6 +1,6 @@
 """Encoders: ``sig [B, T_wav], lens [B] -> feats [B, T, C]``."""
 
 from .base import Encoder
-from .mel import MelEncoder
+from .mel import LogMelFeatures, MelEncoder
 
-__all__ = ["Encoder", "MelEncoder"]
+__all__ = ["Encoder", "MelEncoder", "LogMelFeatures"]

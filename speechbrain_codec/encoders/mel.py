@@ -9,7 +9,7 @@ from torch import nn
 from ..nn import ConvNeXtStack
 from .base import Encoder
 
-__all__ = ["MelEncoder", "LogMel"]
+__all__ = ["MelEncoder", "LogMel", "LogMelFeatures"]
 
 
 class LogMel(nn.Module):
@@ -95,3 +95,23 @@ class MelEncoder(Encoder):
         x = self.backbone(self.logmel(sig)).transpose(1, 2)
         x = self.down(x)[..., :n_frames].transpose(1, 2)
         return self.proj(x)
+
+
+class LogMelFeatures(Encoder):
+    """Parameter-free log-mel features ``[B, T, n_mels]`` (for fixed-codebook quantizers such as
+    k-means units or DPDP, whose input must not change during training).
+
+    Example
+    -------
+    >>> enc = LogMelFeatures(16000, n_mels=40)
+    >>> enc(torch.randn(1, 3200)).shape, enc.out_channels
+    (torch.Size([1, 10, 40]), 40)
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 80, n_fft: int = 1024, hop_length: int = 320) -> None:
+        super().__init__()
+        self.sample_rate, self.hop_length, self.out_channels = sample_rate, hop_length, n_mels
+        self.logmel = LogMel(sample_rate, n_mels, n_fft, hop_length)
+
+    def forward(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logmel(sig).transpose(1, 2)

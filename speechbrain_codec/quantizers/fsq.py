@@ -16,7 +16,7 @@ from torch import nn
 
 from .base import Quantizer, QuantizerOutput
 
-__all__ = ["FSQ"]
+__all__ = ["FSQ", "ResidualFSQ"]
 
 
 def _round_ste(z: torch.Tensor) -> torch.Tensor:
@@ -106,3 +106,74 @@ class FSQ(Quantizer):
         for p in self.parameters():
             return p.dtype
         return torch.float32
+
+
+class ResidualFSQ(Quantizer):
+    """Residual FSQ: stage i quantizes ``r_i / s_i`` with FSQ ``levels``; ``r_{i+1} = r_i - s_i q_i``.
+
+    As SIREN's semantic stream (levels e.g. [8, 5, 5, 5], 2 stages, ``s_i = scale_decay^i``,
+    optionally learnable). Unlike the SIREN reference, whose straight-through wraps the input
+    of the projection so that the output projection never gets a gradient (its spec, bug 7),
+    here the gradient flows through each stage and both projections.
+
+    Parameters
+    ----------
+    levels : list of int
+        FSQ levels of every stage.
+    num_stages : int
+        Residual stages (tokens per frame).
+    dim : int, optional
+        Latent size; projections to and from ``len(levels)`` when it differs.
+    scale_decay : float
+        Stage i works at scale ``scale_decay ** i``.
+    learnable_scales : bool
+        Make the stage scales parameters.
+
+    Example
+    -------
+    >>> q = ResidualFSQ([8, 5, 5, 5], num_stages=2, dim=16)
+    >>> out = q(torch.randn(2, 7, 16))
+    >>> out.toks.shape, round(q.bits_per_frame, 2)
+    (torch.Size([2, 7, 2]), 19.93)
+    >>> torch.allclose(q.toks_to_qlats(out.toks), out.qlats, atol=1e-6)
+    True
+    """
+
+    def __init__(
+        self,
+        levels: list[int],
+        num_stages: int = 2,
+        dim: int | None = None,
+        scale_decay: float = 0.5,
+        learnable_scales: bool = False,
+    ) -> None:
+        super().__init__()
+        self.fsq = FSQ(levels)
+        inner = len(self.fsq.levels)
+        self.dim = dim if dim is not None else inner
+        self.codebook_sizes = [self.fsq.codebook_sizes[0]] * num_stages
+        scales = torch.tensor([scale_decay**i for i in range(num_stages)])
+        if learnable_scales:
+            self.scales = nn.Parameter(scales)
+        else:
+            self.register_buffer("scales", scales)
+        self.project_in = nn.Linear(self.dim, inner) if self.dim != inner else nn.Identity()
+        self.project_out = nn.Linear(inner, self.dim) if self.dim != inner else nn.Identity()
+
+    def forward(self, lats: torch.Tensor) -> QuantizerOutput:
+        self.check_lats(lats)
+        residual = self.project_in(lats)
+        total, toks = torch.zeros_like(residual), []
+        for i in range(self.num_codebooks):
+            codes = self.fsq.quantize(residual / self.scales[i])
+            toks.append(self.fsq.codes_to_indices(codes.detach()))
+            step = codes * self.scales[i]
+            total = total + step
+            residual = residual - step.detach()
+        return QuantizerOutput(self.project_out(total), torch.stack(toks, dim=-1), {})
+
+    def toks_to_qlats(self, toks: torch.Tensor) -> torch.Tensor:
+        self.check_toks(toks)
+        codes = self.fsq.indices_to_codes(toks)  # [B, T, K, d]
+        total = (codes * self.scales.to(codes.dtype)[:, None]).sum(-2)
+        return self.project_out(total.to(self.scales.dtype))

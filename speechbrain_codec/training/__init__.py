@@ -1,5 +1,5 @@
-"""Training support: the generic codec Brain and learning-rate schedules."""
+"""Training support: the generic codec Brain, learning-rate schedules, codebook fitting."""
 
-from .brain import CodecBrain, WarmupCosine, load_codec_yaml, segment_pipeline
+from .brain import CodecBrain, WarmupCosine, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
 
-__all__ = ["CodecBrain", "WarmupCosine", "load_codec_yaml", "segment_pipeline"]
+__all__ = ["CodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]

@@ -15,7 +15,7 @@ import math
 import speechbrain as sb
 import torch
 
-__all__ = ["CodecBrain", "WarmupCosine", "load_codec_yaml", "segment_pipeline"]
+__all__ = ["CodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -150,3 +150,25 @@ def load_codec_yaml(path: str, overrides: dict | None = None):
     if "codec" not in loaded:
         raise CodecError(f"{path}: defines no `codec` key")
     return loaded["codec"], text
+
+
+@torch.no_grad()
+def fit_codebook_if_needed(codec, dataset, max_frames: int = 1_000_000) -> dict | None:
+    """Fit the codec's k-means-style codebook on encoder outputs of ``dataset`` if unfitted.
+
+    ``dataset`` yields dicts with ``sig`` (whole clips). Returns k-means info, or None when
+    the quantizer needs no fitting.
+    """
+    quantizer = codec.quantizer
+    if not getattr(quantizer, "needs_fit", False):
+        return None
+    feats, frames = [], 0
+    for item in dataset:
+        lats = codec.sig_to_lats(item["sig"][None].float())[0]
+        feats.append(lats.cpu().numpy())
+        frames += lats.shape[0]
+        if frames >= max_frames:
+            break
+    info = quantizer.fit(feats)
+    logger.info("fitted a %d-code codebook on %d frames", quantizer.codebook_sizes[0], info["frames"])
+    return info

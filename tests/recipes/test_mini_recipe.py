@@ -94,3 +94,23 @@ def test_corrupt_clip_stops_prepare_and_keeps_old_outputs(finished, tmp_path):
     assert proc.returncode != 0
     assert str(victim) in proc.stderr and "cannot be decoded" in proc.stderr
     assert (exp / "data" / "train.csv").read_text() == before
+
+
+CODEC_YAMLS = sorted((ROOT / "recipes" / "mini" / "hparams" / "codec").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("codec_yaml", [p for p in CODEC_YAMLS if p.name != "mel_fsq.yaml"], ids=lambda p: p.stem)
+def test_every_quantizer_runs_in_the_recipe(codec_yaml, tmp_path):
+    """Each codec yaml (one per quantizer) trains, encodes and decodes through run.sh."""
+    from speechbrain_codec.codec import Codec
+
+    exp = tmp_path / "exp"
+    proc = run("--exp", str(exp), "--codec_hparams", str(codec_yaml), "--stop_stage", "4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    codec = Codec.from_pretrained(exp / "train" / "codec")
+    rates = json.loads((exp / "bitstreams" / "bitrate.json").read_text())
+    assert rates["nominal_bitrate"] == pytest.approx(codec.bitrate)
+    assert rates["nominal_bitrate"] <= rates["payload_bitrate"] < rates["nominal_bitrate"] * 1.02
+    assert len(list((exp / "decoded").glob("*.wav"))) == 6
+    if "dpdp" in codec_yaml.stem:
+        assert 0 < rates["dedup_bitrate"] < rates["nominal_bitrate"]

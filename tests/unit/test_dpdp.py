@@ -1,0 +1,101 @@
+"""DPDP: golden reference units, agreement with the plain O(T^2 K) recursion, dedup."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speechbrain_codec.quantizers import DPDPQuantizer, dedup, dpdp
+from speechbrain_codec.quantizers.dpdp import dpdp_reference
+
+
+@pytest.fixture(scope="module")
+def golden(shared_dir):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = shared_dir / "golden" / "dpdp" / "cases.safetensors"
+    with safe_open(str(path), "pt") as f:
+        cases = json.loads(f.metadata()["cases"])
+    return cases, load_file(str(path))
+
+
+def _case_inputs(g, case):
+    dim, k, t, _, _ = case.split(".")
+    n = int(g[f"{case}.num_neighbors"])
+    return g[f"features.{dim}.{t}"], g[f"codebook.{dim}.{k}"], float(g[f"{case}.lmbda"]), None if n < 0 else n
+
+
+def test_golden_units_all_56_cases(golden):
+    cases, g = golden
+    assert len(cases) == 56
+    mismatched = []
+    for case in cases:
+        x, cb, lmbda, nn = _case_inputs(g, case)
+        if not np.array_equal(dpdp(x, cb, lmbda, nn), g[f"{case}.indices"].numpy()):
+            mismatched.append(case)
+    assert not mismatched
+
+
+def test_golden_quantized_outputs(golden):
+    cases, g = golden
+    checked = 0
+    for case in cases:
+        if f"{case}.quantized" not in g:
+            continue
+        x, cb, lmbda, nn = _case_inputs(g, case)
+        q = DPDPQuantizer(cb, lmbda, nn)
+        out = q(x[None])
+        assert torch.allclose(out.qlats[0], g[f"{case}.quantized"], atol=1e-5)
+        checked += 1
+    assert checked == 49
+
+
+def test_golden_plain_recursion_agrees_on_small_cases(golden):
+    cases, g = golden
+    for case in [c for c in cases if ".T50." in c]:
+        x, cb, lmbda, nn = _case_inputs(g, case)
+        assert np.array_equal(dpdp_reference(x, cb, lmbda, nn), g[f"{case}.indices"].numpy()), case
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 12), st.integers(1, 5), st.sampled_from([0.0, 0.5, 2.0, 10.0]),
+       st.one_of(st.none(), st.integers(1, 4)), st.integers(0, 10**6))
+def test_fast_equals_plain_recursion(n_frames, n_codes, dim, lmbda, nn, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x, cb = torch.randn(n_frames, dim, generator=gen), torch.randn(n_codes, dim, generator=gen)
+    assert np.array_equal(dpdp(x, cb, lmbda, nn), dpdp_reference(x, cb, lmbda, nn))
+
+
+def test_lambda_zero_is_nearest_codeword_and_large_lambda_merges():
+    x, cb = torch.randn(200, 8), torch.randn(20, 8)
+    nearest = torch.cdist(x, cb).argmin(1).numpy()
+    assert np.array_equal(dpdp(x, cb, 0.0), nearest)
+    n_runs = [len(dedup(dpdp(x, cb, lam))[0]) for lam in (0.0, 5.0, 50.0, 1e6)]
+    assert n_runs == sorted(n_runs, reverse=True) and n_runs[-1] == 1
+
+
+def test_chunked_distances_give_identical_units():
+    x, cb = torch.randn(300, 16), torch.randn(40, 16)
+    assert np.array_equal(dpdp(x, cb, 20.0, 5, chunk_frames=7), dpdp(x, cb, 20.0, 5))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="features"):
+        dpdp(torch.randn(5, 3), torch.randn(4, 2), 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        dpdp(torch.full((5, 2), float("nan")), torch.randn(4, 2), 1.0)
+    assert dpdp(torch.zeros(0, 2), torch.randn(4, 2), 1.0).shape == (0,)
+
+
+def test_dedup_and_measured_bitrate():
+    u, n = dedup(np.array([4, 4, 4, 1, 1, 4]))
+    assert u.tolist() == [4, 1, 4] and n.tolist() == [3, 2, 1]
+    assert np.repeat(u, n).tolist() == [4, 4, 4, 1, 1, 4]
+    q = DPDPQuantizer(torch.randn(256, 4), lmbda=0.0)
+    toks = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 2, 2, 3]]).view(1, 10, 1)
+    # 4 units over 10 frames at 50 Hz = 0.2 s -> 4 * 8 bits / 0.2 s = 160 b/s
+    assert q.measured_bitrate(toks, 50.0) == pytest.approx(160.0)
