@@ -31,7 +31,7 @@ setup(
     ],
     extras_require={
         "eval": ["pesq>=0.0.4", "pystoi>=0.4", "pocketsphinx>=5.0", "jiwer>=3.0"],
-        "quant": ["vector-quantize-pytorch>=1.20", "constriction>=0.4", "scikit-learn>=1.3", "safetensors>=0.4"],
+        "quant": ["vector-quantize-pytorch>=1.20", "constriction>=0.4", "scikit-learn>=1.3", "safetensors>=0.4", "numba>=0.60"],
         "ssl": ["transformers>=4.40", "sentencepiece"],
         "test": ["pytest>=8", "hypothesis>=6"],
     },

@@ -31,16 +31,69 @@ from .vq import KMeansQuantizer
 __all__ = ["dpdp", "dpdp_reference", "dedup", "DPDPQuantizer"]
 
 
-def _distances(x: torch.Tensor, codebook: torch.Tensor, num_neighbors: int | None) -> np.ndarray:
-    """Squared Euclidean distances ``[T, K]`` (float32 matmul form, like torch.cdist's), as
-    float64; with ``num_neighbors`` all but each frame's N nearest codewords are +inf."""
+def _distances(x: torch.Tensor, codebook: torch.Tensor, num_neighbors: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Squared Euclidean distances ``[T, K]`` (float32, matrix-product form like torch.cdist's)
+    and, per frame, the distance of its N-th nearest codeword (+inf without a restriction):
+    farther codewords are not allowed for that frame."""
     x, codebook = x.float(), codebook.float()
     d = torch.addmm((codebook * codebook).sum(1)[None], x, codebook.T, alpha=-2.0)
     d.add_((x * x).sum(1, keepdim=True)).clamp_(min=0.0)
     if num_neighbors is not None and num_neighbors < d.shape[1]:
-        near, idx = torch.topk(d, num_neighbors, dim=1, largest=False)
-        d = torch.full_like(d, float("inf")).scatter_(1, idx, near)
-    return d.double().numpy()
+        limit = torch.topk(d, num_neighbors, dim=1, largest=False).values[:, -1]
+    else:
+        limit = torch.full((d.shape[0],), float("inf"))
+    return d.numpy(), limit.numpy()
+
+
+def _allowed(d: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """float64 distances with the codewords beyond each frame's limit set to +inf."""
+    return np.where(d <= limit[:, None], d.astype(np.float64), np.inf)
+
+
+def _dp_chunk_numpy(d, limit, lam, open_cost, alpha, is_start, gamma):
+    """Run the recursion over the frames of one chunk; updates ``open_cost`` in place and
+    returns the new ``alpha``. ``is_start [n, K]`` and ``gamma [n]`` are outputs."""
+    d = _allowed(d, limit)
+    extend, start = np.empty_like(open_cost), np.empty_like(open_cost)
+    d_minus = d - lam
+    for i in range(d.shape[0]):
+        np.add(open_cost, d_minus[i], out=extend)
+        np.add(d[i], alpha, out=start)
+        np.less(start, extend, out=is_start[i])  # ties keep the longer segment
+        np.minimum(extend, start, out=open_cost)
+        k = open_cost.argmin()  # first minimum: lowest codeword index
+        gamma[i] = k
+        alpha = open_cost[k]
+    return alpha
+
+
+def _dp_chunk_loops(d, limit, lam, open_cost, alpha, is_start, gamma):  # compiled by numba
+    n, n_codes = d.shape
+    for i in range(n):
+        best, best_k = np.inf, 0
+        for k in range(n_codes):
+            dik = np.float64(d[i, k]) if d[i, k] <= limit[i] else np.inf
+            ext = open_cost[k] + (dik - lam)
+            st = alpha + dik
+            if st < ext:  # ties keep the longer segment
+                is_start[i, k] = True
+                ext = st
+            else:
+                is_start[i, k] = False
+            open_cost[k] = ext
+            if ext < best:  # first minimum: lowest codeword index
+                best, best_k = ext, k
+        gamma[i] = best_k
+        alpha = open_cost[best_k]
+    return alpha
+
+
+try:  # numba compiles the plain loops (a few seconds once, then cached on disk)
+    import numba
+
+    _dp_chunk = numba.njit(cache=True, nogil=True)(_dp_chunk_loops)
+except ImportError:  # pragma: no cover - numba is in the "quant" extra
+    _dp_chunk = _dp_chunk_numpy
 
 
 def dpdp(
@@ -87,16 +140,10 @@ def dpdp(
     open_cost = np.full(n_codes, np.inf)
     alpha = 0.0
     for c0 in range(0, n_frames, chunk_frames):
-        d = _distances(features[c0 : c0 + chunk_frames], codebook, num_neighbors)
-        for i in range(d.shape[0]):
-            extend = open_cost + (d[i] - lam)
-            start = alpha + d[i]
-            is_start = start < extend  # ties keep the longer segment
-            open_cost = np.where(is_start, start, extend)
-            started[c0 + i] = np.packbits(is_start)
-            k = int(open_cost.argmin())  # first minimum: lowest codeword index
-            gamma[c0 + i] = k
-            alpha = open_cost[k]
+        d, limit = _distances(features[c0 : c0 + chunk_frames], codebook, num_neighbors)
+        is_start = np.empty(d.shape, dtype=np.bool_)
+        alpha = _dp_chunk(d, limit, lam, open_cost, alpha, is_start, gamma[c0 : c0 + d.shape[0]])
+        started[c0 : c0 + d.shape[0]] = np.packbits(is_start, axis=1)
     if not math.isfinite(alpha):
         raise ValueError("dpdp found no finite segmentation")
     units = np.empty(n_frames, dtype=np.int64)
@@ -120,7 +167,7 @@ def dpdp_reference(
     For every end t it sums the distances of every window ``[s, t)`` for every codeword, takes
     the best codeword per start and the best start; then it backtracks.
     """
-    d = torch.from_numpy(_distances(torch.as_tensor(features), torch.as_tensor(codebook), num_neighbors))
+    d = torch.from_numpy(_allowed(*_distances(torch.as_tensor(features), torch.as_tensor(codebook), num_neighbors)))
     n_frames = d.shape[0]
     alpha = torch.zeros(n_frames + 1, dtype=torch.float64)
     beta = torch.zeros(n_frames + 1, dtype=torch.int64)

@@ -99,3 +99,15 @@ def test_dedup_and_measured_bitrate():
     toks = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 2, 2, 3]]).view(1, 10, 1)
     # 4 units over 10 frames at 50 Hz = 0.2 s -> 4 * 8 bits / 0.2 s = 160 b/s
     assert q.measured_bitrate(toks, 50.0) == pytest.approx(160.0)
+
+
+def test_numpy_fallback_equals_compiled_kernel(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("speechbrain_codec.quantizers.dpdp")
+
+    x, cb = torch.randn(120, 8), torch.randn(30, 8)
+    compiled = dpdp(x, cb, 6.0, 4)
+    monkeypatch.setattr(module, "_dp_chunk", module._dp_chunk_numpy)
+    assert np.array_equal(dpdp(x, cb, 6.0, 4), compiled)
+    assert np.array_equal(dpdp(x, cb, 6.0, None), dpdp_reference(x, cb, 6.0, None))
