@@ -5,7 +5,7 @@ Layout (all integers little-endian)::
     offset size  field
     0      4     magic b"\\x89SBC"
     4      1     version (1)
-    5      1     flags (bit 0: entropy coded; reserved, must be 0 in version 1)
+    5      1     flags (bit 0: entropy coded)
     6      4     sample_rate (Hz)
     10     4     hop_length (samples per frame; frame rate = sample_rate / hop_length)
     14     8     num_samples (length of the original signal, to trim the decoded one)
@@ -14,13 +14,17 @@ Layout (all integers little-endian)::
     27     4K    codebook sizes N_1..N_K
     27+4K  8     codec configuration hash (see ``Codec.compute_config_hash``)
     35+4K  4     CRC-32 of the payload
-    39+4K  ...   payload: K streams, one after the other
+    39+4K  8     (entropy-coded files only) hash of the token model (``speechbrain_codec.entropy``)
+    ...    ...   payload
 
-Each stream holds T tokens of one codebook as a mixed-radix number in base N_k, in blocks of
+Plain payload: K streams, one after the other. Each stream holds T tokens of one codebook as a mixed-radix number in base N_k, in blocks of
 ``BLOCK`` tokens; a block of n tokens takes ``ceil(n * log2 N_k / 8)`` bytes. For
 power-of-two codebooks this is plain bit packing; for others (FSQ's 1000 codes) no fraction of
 a bit per token is wasted. A stream of at most ``BLOCK`` frames is therefore within one byte of
 its nominal size ``T * log2(N_k) / 8``.
+
+Entropy-coded payload: the 32-bit words of a range coder (constriction) that codes the K
+streams one after the other with the checkpoint's token model; its size is data-dependent.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ import numpy as np
 
 from .utils import CodecError, atomic_path
 
-__all__ = ["Bitstream", "write_sbc", "read_sbc", "pack_stream", "unpack_stream", "MAGIC", "VERSION"]
+__all__ = ["Bitstream", "write_sbc", "read_sbc", "peek_header", "pack_stream", "unpack_stream", "MAGIC", "VERSION"]
 
 MAGIC = b"\x89SBC"
 VERSION = 1
+FLAG_ENTROPY = 1
+ENTROPY_NAME = "entropy_model.json"
 BLOCK = 4096
 _FIXED = struct.Struct("<4sBBIIQIB")
 
@@ -110,6 +116,7 @@ class Bitstream:
     num_samples: int
     codebook_sizes: list[int]
     config_hash: str
+    token_model: "object | None" = None  # a speechbrain_codec.entropy.TokenModel to entropy-code
 
     @property
     def frame_rate(self) -> float:
@@ -125,9 +132,11 @@ class Bitstream:
         return self.frame_rate * sum(math.log2(n) for n in self.codebook_sizes)
 
     def header_bytes(self) -> int:
-        return _FIXED.size + 4 * len(self.codebook_sizes) + 12
+        return _FIXED.size + 4 * len(self.codebook_sizes) + 12 + (8 if self.token_model is not None else 0)
 
     def payload_bytes(self) -> int:
+        if self.token_model is not None:
+            return len(self.token_model.encode(self.toks))
         return sum(stream_bytes(self.toks.shape[0], n) for n in self.codebook_sizes)
 
     def to_bytes(self) -> bytes:
@@ -137,19 +146,30 @@ class Bitstream:
         for k, n in enumerate(self.codebook_sizes):
             if toks.size and (toks[:, k].min() < 0 or toks[:, k].max() >= n):
                 raise ValueError(f"codebook {k}: tokens outside [0, {n})")
-        payload = b"".join(pack_stream(toks[:, k], n) for k, n in enumerate(self.codebook_sizes))
+        entropy = self.token_model is not None
+        if entropy:
+            if self.token_model.codebook_sizes != list(self.codebook_sizes):
+                raise ValueError("the token model's codebooks do not fit the bitstream's")
+            payload = self.token_model.encode(toks)
+        else:
+            payload = b"".join(pack_stream(toks[:, k], n) for k, n in enumerate(self.codebook_sizes))
         header = _FIXED.pack(
-            MAGIC, VERSION, 0, self.sample_rate, self.hop_length, self.num_samples,
-            toks.shape[0], len(self.codebook_sizes),
+            MAGIC, VERSION, FLAG_ENTROPY if entropy else 0, self.sample_rate, self.hop_length,
+            self.num_samples, toks.shape[0], len(self.codebook_sizes),
         )
         header += struct.pack(f"<{len(self.codebook_sizes)}I", *self.codebook_sizes)
         header += bytes.fromhex(self.config_hash.ljust(16, "0")[:16])
         header += struct.pack("<I", zlib.crc32(payload))
+        if entropy:
+            header += bytes.fromhex(self.token_model.hash)
         return header + payload
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> "Bitstream":
-        """Parse a ``.sbc`` file's content; ``name`` is used in error messages."""
+    def from_bytes(cls, data: bytes, name: str = "<bytes>", token_model=None) -> "Bitstream":
+        """Parse a ``.sbc`` file's content; ``name`` is used in error messages.
+
+        An entropy-coded file needs ``token_model`` (the checkpoint's), else CodecError.
+        """
         if data[:4] != MAGIC:
             raise CodecError(f"{name}: not a speechbrain-codec bitstream (bad magic); encode it with `speechbrain-codec encode`")
         if len(data) < _FIXED.size:
@@ -157,8 +177,9 @@ class Bitstream:
         magic, version, flags, sr, hop, n_samples, n_frames, k = _FIXED.unpack_from(data, 0)
         if version != VERSION:
             raise CodecError(f"{name}: bitstream version {version}, this toolkit reads version {VERSION}; upgrade speechbrain-codec")
-        if flags != 0:
+        if flags & ~FLAG_ENTROPY:
             raise CodecError(f"{name}: unsupported flags {flags:#x} in a version-{version} bitstream")
+        entropy = bool(flags & FLAG_ENTROPY)
         pos = _FIXED.size
         if k == 0 or len(data) < pos + 4 * k + 12:
             raise CodecError(f"{name}: truncated header; the file is incomplete, re-encode it")
@@ -169,6 +190,23 @@ class Bitstream:
         pos += 12
         if min(sizes) < 2 or hop == 0 or sr == 0:
             raise CodecError(f"{name}: corrupt header (codebook sizes {sizes}, hop {hop}, rate {sr})")
+        if entropy:
+            if len(data) < pos + 8:
+                raise CodecError(f"{name}: truncated header; the file is incomplete, re-encode it")
+            model_hash = data[pos : pos + 8].hex()
+            pos += 8
+            payload = data[pos:]
+            if zlib.crc32(payload) != crc:
+                raise CodecError(f"{name}: payload checksum mismatch; the file is truncated or corrupt, re-encode it")
+            if token_model is None:
+                raise CodecError(f"{name}: entropy-coded; decode it with its checkpoint (which holds {ENTROPY_NAME})")
+            if token_model.hash != model_hash:
+                raise CodecError(f"{name}: entropy-coded with another token model (hash {model_hash}, the checkpoint's is {token_model.hash})")
+            try:
+                toks = token_model.decode(payload, n_frames)
+            except Exception as err:
+                raise CodecError(f"{name}: entropy-coded payload does not decode ({err})") from None
+            return cls(toks, sr, hop, n_samples, sizes, config_hash, token_model)
         expected = sum(stream_bytes(n_frames, n) for n in sizes)
         payload = data[pos:]
         if len(payload) < expected:
@@ -200,9 +238,24 @@ def write_sbc(path: str | os.PathLike, bitstream: Bitstream) -> int:
     return len(data)
 
 
-def read_sbc(path: str | os.PathLike) -> Bitstream:
+def read_sbc(path: str | os.PathLike, token_model=None) -> Bitstream:
     """Read and validate a ``.sbc`` file (see the module docstring for the checks)."""
     path = Path(path)
     if not path.is_file():
         raise CodecError(f"{path}: no such bitstream file")
-    return Bitstream.from_bytes(path.read_bytes(), str(path))
+    return Bitstream.from_bytes(path.read_bytes(), str(path), token_model)
+
+
+def peek_header(path: str | os.PathLike) -> dict:
+    """Header facts of a ``.sbc`` file without decoding its payload (works for entropy-coded
+    files without their model)."""
+    data = Path(path).read_bytes()
+    if data[:4] != MAGIC or len(data) < _FIXED.size:
+        raise CodecError(f"{path}: not a speechbrain-codec bitstream (bad magic or truncated header)")
+    _, version, flags, sr, hop, n_samples, n_frames, k = _FIXED.unpack_from(data, 0)
+    sizes = list(struct.unpack_from(f"<{k}I", data, _FIXED.size))
+    header = _FIXED.size + 4 * k + 12 + (8 if flags & FLAG_ENTROPY else 0)
+    return {"version": version, "entropy_coded": bool(flags & FLAG_ENTROPY), "sample_rate": sr,
+            "hop_length": hop, "num_samples": n_samples, "frames": n_frames, "codebook_sizes": sizes,
+            "config_hash": data[_FIXED.size + 4 * k : _FIXED.size + 4 * k + 8].hex(),
+            "header_bytes": header, "payload_bytes": len(data) - header}

@@ -63,22 +63,30 @@ def _targets(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Pa
     return [(Path(inputs[0]), out)]
 
 
-def encode_file(codec, src: str | Path, dst: str | Path) -> dict:
-    """Encode one audio file with ``codec`` into a ``.sbc`` file; returns size facts."""
+def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False) -> dict:
+    """Encode one audio file with ``codec`` into a ``.sbc`` file; returns size facts.
+
+    ``entropy=True`` range-codes the tokens with the checkpoint's token model.
+    """
     import torch
 
     from .bitstream import Bitstream, write_sbc
     from .dataio import load_audio
+    from .utils import CodecError
 
+    if entropy and codec.token_model is None:
+        raise CodecError("the checkpoint has no entropy_model.json; fit one with `speechbrain-codec fit-entropy`")
     sig = load_audio(src, codec.sample_rate)
     with torch.no_grad():
         toks = codec.sig_to_toks(sig[None])[0].cpu().numpy()
-    bs = Bitstream(toks, codec.sample_rate, codec.hop_length, sig.numel(), codec.codebook_sizes, codec.config_hash)
+    bs = Bitstream(toks, codec.sample_rate, codec.hop_length, sig.numel(), codec.codebook_sizes,
+                   codec.config_hash, codec.token_model if entropy else None)
     size = write_sbc(dst, bs)
     from .quantizers import dedup
 
     runs = sum(len(dedup(toks[:, k])[0]) for k in range(toks.shape[1]))
-    return {"file_bytes": size, "payload_bytes": bs.payload_bytes(), "duration": bs.duration, "runs": runs}
+    return {"file_bytes": size, "payload_bytes": size - bs.header_bytes(), "duration": bs.duration, "runs": runs,
+            "toks": toks}
 
 
 def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
@@ -89,7 +97,7 @@ def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
     from .dataio import save_audio
     from .utils import CodecError
 
-    bs = read_sbc(src)
+    bs = read_sbc(src, codec.token_model)
     if bs.config_hash != codec.config_hash:
         raise CodecError(
             f"{src}: written by another model (codec hash {bs.config_hash}, the checkpoint's is "
@@ -103,7 +111,7 @@ def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
     return {"duration": bs.duration}
 
 
-def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path) -> None:
+def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, entropy: bool = False) -> None:
     """Encode or decode ``[(ID, path)]`` into ``out_dir`` (atomic); write ``bitrate.json``."""
     import shutil
 
@@ -113,7 +121,7 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path) ->
         if command == "encode":
             payload = size = dur = runs = 0.0
             for uid, src in items:
-                facts = encode_file(codec, src, tmp / f"{uid}.sbc")
+                facts = encode_file(codec, src, tmp / f"{uid}.sbc", entropy)
                 payload, size, dur = payload + facts["payload_bytes"], size + facts["file_bytes"], dur + facts["duration"]
                 runs += facts["runs"]
             rates = {
@@ -123,6 +131,8 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path) ->
                 "duration": dur,
                 "files": len(items),
             }
+            if entropy:
+                rates["entropy_coded"] = True
             if hasattr(codec.quantizer, "measured_bitrate") and dur:
                 # variable-rate units (DPDP): log2 K bits per unit after merging repeats
                 rates["dedup_bitrate"] = math.log2(codec.codebook_sizes[0]) * runs / dur
@@ -136,33 +146,62 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path) ->
 
 
 def _info(args) -> dict:
-    from .bitstream import read_sbc
+    from .bitstream import peek_header, read_sbc
 
     facts: dict = {}
     if args.checkpoint:
         from .codec import Codec
 
         codec = Codec.from_pretrained(args.checkpoint)
-        facts["codec"] = {"config_hash": codec.config_hash, **codec.describe()}
+        facts["codec"] = {"config_hash": codec.config_hash, **codec.describe(),
+                          "entropy_model": codec.token_model.hash if codec.token_model else None}
     for name in args.files:
-        bs = read_sbc(name)
+        h = peek_header(name)
+        model = codec.token_model if "codec" in facts else None
+        if not h["entropy_coded"] or model is not None:
+            read_sbc(name, model)  # validates the payload (checksum, size, ranges)
+        duration = h["num_samples"] / h["sample_rate"]
+        frame_rate = h["sample_rate"] / h["hop_length"]
         size = Path(name).stat().st_size
         facts[name] = {
-            "sample_rate": bs.sample_rate,
-            "frame_rate": bs.frame_rate,
-            "codebook_sizes": bs.codebook_sizes,
-            "frames": int(bs.toks.shape[0]),
-            "duration_s": round(bs.duration, 4),
-            "nominal_bitrate": round(bs.nominal_bitrate, 2),
-            "payload_bitrate": round(8 * bs.payload_bytes() / bs.duration, 2) if bs.duration else None,
-            "file_bitrate": round(8 * size / bs.duration, 2) if bs.duration else None,
-            "header_bytes": bs.header_bytes(),
-            "payload_bytes": bs.payload_bytes(),
-            "config_hash": bs.config_hash,
+            "sample_rate": h["sample_rate"],
+            "frame_rate": frame_rate,
+            "codebook_sizes": h["codebook_sizes"],
+            "frames": h["frames"],
+            "duration_s": round(duration, 4),
+            "entropy_coded": h["entropy_coded"],
+            "nominal_bitrate": round(frame_rate * sum(math.log2(n) for n in h["codebook_sizes"]), 2),
+            "payload_bitrate": round(8 * h["payload_bytes"] / duration, 2) if duration else None,
+            "file_bitrate": round(8 * size / duration, 2) if duration else None,
+            "header_bytes": h["header_bytes"],
+            "payload_bytes": h["payload_bytes"],
+            "config_hash": h["config_hash"],
         }
         if "codec" in facts:
-            facts[name]["matches_checkpoint"] = bs.config_hash == facts["codec"]["config_hash"]
+            facts[name]["matches_checkpoint"] = h["config_hash"] == facts["codec"]["config_hash"]
     return facts
+
+
+def _fit_entropy(codec, args) -> int:
+    """Tokens of every manifest clip -> counts -> ``<checkpoint>/entropy_model.json``."""
+    import torch
+
+    from .codec import ENTROPY_MODEL
+    from .dataio import load_audio, read_manifest
+    from .entropy import TokenModel
+
+    toks, seconds = [], 0.0
+    for row in read_manifest(args.manifest, args.data_root).values():
+        sig = load_audio(row["wav"], codec.sample_rate, notices=False)
+        with torch.no_grad():
+            toks.append(codec.sig_to_toks(sig[None].to(args.device))[0].cpu().numpy())
+        seconds += sig.numel() / codec.sample_rate
+    model = TokenModel.fit(toks, codec.codebook_sizes, args.smoothing)
+    model.save(Path(args.checkpoint) / ENTROPY_MODEL)
+    ideal = sum(model.ideal_bits(t) for t in toks) / seconds
+    print(f"fitted {ENTROPY_MODEL} on {len(toks)} clips ({seconds:.1f} s): ideal {ideal:.1f} b/s on them "
+          f"(nominal {codec.bitrate:.1f} b/s)")
+    return 0
 
 
 def _print_info(facts: dict) -> None:
@@ -184,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--data-root", help="value of {data_root} in the manifest")
         p.add_argument("--checkpoint", required=True, help="codec folder (codec.yaml, codec.ckpt) or hub id")
         p.add_argument("--device", default="cpu")
+        if cmd == "encode":
+            p.add_argument("--entropy", action="store_true",
+                           help="range-code the tokens with the checkpoint's entropy_model.json")
+    p = sub.add_parser("fit-entropy", help="fit the token model for --entropy on a manifest")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--data-root")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--smoothing", type=float, default=1.0, help="added to every count")
+    p.add_argument("--device", default="cpu")
     for extra in ("baselines", "evaluate", "report"):
         sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)
     p = sub.add_parser("info", help="describe .sbc files and/or a checkpoint")
@@ -218,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         from .codec import Codec
 
         codec = Codec.from_pretrained(args.checkpoint, map_location=args.device).to(args.device)
+        if args.command == "fit-entropy":
+            return _fit_entropy(codec, args)
         work = encode_file if args.command == "encode" else decode_file
         suffix = ".sbc" if args.command == "encode" else ".wav"
         *inputs, output = args.paths
@@ -234,14 +284,14 @@ def main(argv: list[str] | None = None) -> int:
                 items = [(p.stem, p) for p in sorted(Path(inputs[0]).glob(pattern))]
                 if not items:
                     raise CodecError(f"{inputs[0]}: no {pattern} files to {args.command}")
-            _batch(codec, args.command, items, Path(output))
+            _batch(codec, args.command, items, Path(output), getattr(args, "entropy", False))
             return 0
         if not inputs:
             parser.error(f"{args.command} needs an input and an output")
         failed = 0
         for src, dst in _targets(inputs, output, suffix):
             try:
-                work(codec, src, dst)
+                work(codec, src, dst, *([args.entropy] if args.command == "encode" else []))
             except CodecError as err:
                 print(f"error: {err}", file=sys.stderr)
                 failed += 1

@@ -27,6 +27,7 @@ __all__ = ["Codec", "CodecOutput"]
 logger = logging.getLogger("speechbrain_codec")
 
 CODEC_YAML, CODEC_CKPT, CODEC_META = "codec.yaml", "codec.ckpt", "codec.json"
+ENTROPY_MODEL = "entropy_model.json"
 
 
 class CodecOutput(NamedTuple):
@@ -107,6 +108,7 @@ class Codec(nn.Module):
             )
         self.sample_rate = encoder.sample_rate
         self.config_hash = ""  # set by from_pretrained / save_pretrained
+        self.token_model = None  # entropy model (entropy_model.json), set by from_pretrained
 
     # ------------------------------------------------------------------ properties
     @property
@@ -232,5 +234,9 @@ class Codec(nn.Module):
         meta_path = folder / CODEC_META
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         codec.config_hash = meta.get("config_hash") or codec.compute_config_hash(yaml_text)
+        if (folder / ENTROPY_MODEL).is_file():
+            from .entropy import TokenModel
+
+            codec.token_model = TokenModel.load(folder / ENTROPY_MODEL)
         codec.eval()
         return codec

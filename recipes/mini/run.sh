@@ -21,6 +21,7 @@ codec_hparams=$here/hparams/codec/mel_fsq.yaml  # the codec (encoder, quantizer,
 debug=false             # true: shrink training to seconds (hparams/debug.yaml)
 device=cpu              # torch device for training and coding
 baselines="codec2_700C opus_6k"  # classical reference rows
+entropy=false           # true: fit a token model on the training clips, range-code the bitstreams
 train_args=""           # extra train.py overrides, e.g. "--number_of_epochs 5"
 
 . "$root/tools/parse_options.sh"
@@ -59,12 +60,18 @@ if run_stage $s_train "train the codec (resumes from the last checkpoint)"; then
 fi
 
 # ---------------------------------------------------------------- 3. encode
-k_encode=$(stage_key encode "$k_train")
+k_encode=$(stage_key encode "$k_train" "$entropy")
 if run_stage $s_encode "encode the test clips to .sbc bitstreams"; then
   require "$exp/train/codec/codec.ckpt" $s_train train
   if ! stage_done $s_encode "$exp/bitstreams/.done" "$k_encode"; then
+    encode_args=()
+    if [ "$entropy" = true ]; then
+      speechbrain-codec fit-entropy --manifest "$exp/data/train.csv" --data-root "$data_folder" \
+        --checkpoint "$exp/train/codec" --device "$device"
+      encode_args=(--entropy)
+    fi
     speechbrain-codec encode --manifest "$exp/data/test.csv" --data-root "$data_folder" \
-      "$exp/bitstreams" --checkpoint "$exp/train/codec" --device "$device"
+      "$exp/bitstreams" --checkpoint "$exp/train/codec" --device "$device" "${encode_args[@]}"
     mark_done "$exp/bitstreams/.done" "$k_encode"
   fi
 fi

@@ -114,3 +114,17 @@ def test_every_quantizer_runs_in_the_recipe(codec_yaml, tmp_path):
     assert len(list((exp / "decoded").glob("*.wav"))) == 6
     if "dpdp" in codec_yaml.stem:
         assert 0 < rates["dedup_bitrate"] < rates["nominal_bitrate"]
+
+
+def test_entropy_coded_bitstreams(finished, tmp_path):
+    """--entropy true fits a token model on the training clips and range-codes stage 3."""
+    exp, _ = finished
+    shutil.copytree(exp, tmp_path / "exp")
+    proc = run("--exp", str(tmp_path / "exp"), "--stage", "3", "--stop_stage", "4", "--entropy", "true")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fitted entropy_model.json" in proc.stdout
+    rates = json.loads((tmp_path / "exp" / "bitstreams" / "bitrate.json").read_text())
+    assert rates["entropy_coded"] is True and rates["payload_bitrate"] > 0
+    plain = {p.name: p.read_bytes() for p in (exp / "decoded").glob("*.wav")}
+    coded = {p.name: p.read_bytes() for p in (tmp_path / "exp" / "decoded").glob("*.wav")}
+    assert plain == coded  # entropy coding is lossless
