@@ -19,9 +19,10 @@ Batch forms (a manifest or a folder as input) write their output folder atomical
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import math
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False) 
 
     from .bitstream import Bitstream, write_sbc
     from .dataio import load_audio
+    from .quantizers import dedup
     from .utils import CodecError
 
     if entropy and codec.token_model is None:
@@ -82,11 +84,8 @@ def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False) 
     bs = Bitstream(toks, codec.sample_rate, codec.hop_length, sig.numel(), codec.codebook_sizes,
                    codec.config_hash, codec.token_model if entropy else None)
     size = write_sbc(dst, bs)
-    from .quantizers import dedup
-
     runs = sum(len(dedup(toks[:, k])[0]) for k in range(toks.shape[1]))
-    return {"file_bytes": size, "payload_bytes": size - bs.header_bytes(), "duration": bs.duration, "runs": runs,
-            "toks": toks}
+    return {"file_bytes": size, "payload_bytes": size - bs.header_bytes(), "duration": bs.duration, "runs": runs}
 
 
 def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
@@ -219,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(cmd, help=helptext)
         p.add_argument("paths", nargs="+", metavar="IN... OUT",
                        help="input file(s) or one input folder, then the output file or folder")
-        p.add_argument("--manifest", help="encode every utterance of this manifest (output: a folder)")
-        p.add_argument("--data-root", help="value of {data_root} in the manifest")
         p.add_argument("--checkpoint", required=True, help="codec folder (codec.yaml, codec.ckpt) or hub id")
         p.add_argument("--device", default="cpu")
         if cmd == "encode":
+            p.add_argument("--manifest", help="encode every utterance of this manifest (output: a folder)")
+            p.add_argument("--data-root", help="value of {data_root} in the manifest")
             p.add_argument("--entropy", action="store_true",
                            help="range-code the tokens with the checkpoint's entropy_model.json")
     p = sub.add_parser("fit-entropy", help="fit the token model for --entropy on a manifest")
@@ -245,9 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .utils import CodecError
 
-        module = {"baselines": "baselines", "evaluate": "evaluate", "report": "report"}[argv[0]]
         try:
-            return import_module(f"speechbrain_codec.{module}").main(argv[1:])
+            return import_module(f"speechbrain_codec.{argv[0]}").main(argv[1:])
         except CodecError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -268,30 +266,32 @@ def main(argv: list[str] | None = None) -> int:
         codec = Codec.from_pretrained(args.checkpoint, map_location=args.device).to(args.device)
         if args.command == "fit-entropy":
             return _fit_entropy(codec, args)
-        work = encode_file if args.command == "encode" else decode_file
-        suffix = ".sbc" if args.command == "encode" else ".wav"
+        encoding = args.command == "encode"
+        work = functools.partial(encode_file, entropy=args.entropy) if encoding else decode_file
+        suffix = ".sbc" if encoding else ".wav"
+        manifest = args.manifest if encoding else None
         *inputs, output = args.paths
-        if args.manifest or (len(inputs) == 1 and Path(inputs[0]).is_dir()):
-            if args.manifest:
+        if manifest or (len(inputs) == 1 and Path(inputs[0]).is_dir()):
+            if manifest:
                 from .dataio import read_manifest
 
                 if inputs:
                     parser.error("with --manifest, give only the output folder")
-                rows = read_manifest(args.manifest, args.data_root)
+                rows = read_manifest(manifest, args.data_root)
                 items = [(uid, Path(r["wav"])) for uid, r in rows.items()]
             else:
-                pattern = "*.wav" if args.command == "encode" else "*.sbc"
+                pattern = "*.wav" if encoding else "*.sbc"
                 items = [(p.stem, p) for p in sorted(Path(inputs[0]).glob(pattern))]
                 if not items:
                     raise CodecError(f"{inputs[0]}: no {pattern} files to {args.command}")
-            _batch(codec, args.command, items, Path(output), getattr(args, "entropy", False))
+            _batch(codec, args.command, items, Path(output), encoding and args.entropy)
             return 0
         if not inputs:
             parser.error(f"{args.command} needs an input and an output")
         failed = 0
         for src, dst in _targets(inputs, output, suffix):
             try:
-                work(codec, src, dst, *([args.entropy] if args.command == "encode" else []))
+                work(codec, src, dst)
             except CodecError as err:
                 print(f"error: {err}", file=sys.stderr)
                 failed += 1

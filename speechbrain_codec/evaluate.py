@@ -77,7 +77,7 @@ def evaluate_systems(
                 scores = _score_one(ref, deg)
                 r, d = scores.pop("_aligned")
                 entry.update(scores)
-            except (CodecError, ValueError) as err:
+            except (CodecError, ValueError, RuntimeError) as err:  # pesq raises RuntimeError subclasses
                 entry["error"] = str(err)
                 logger.warning("%s / %s: not scored: %s", name, uid, err)
                 continue
