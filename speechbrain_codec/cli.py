@@ -10,7 +10,9 @@ Examples
     speechbrain-codec decode sbc_dir/ wav_dir/ --checkpoint exp/codec
     speechbrain-codec baselines --manifest test.csv --data-root DATA outdir/ codec2_700C opus_6k
     speechbrain-codec evaluate --manifest test.csv --system mine=wav_dir --out results.json
-    speechbrain-codec report results.json --out results.md
+    speechbrain-codec report results.json --out results.md --plots plots/ [--format focalcodec_s]
+    speechbrain-codec listening make test/ --reference ref/ --system a=dir_a --system b=dir_b
+    speechbrain-codec listening parse results/mushra_test/mushra.csv --screening --out summary/
 
 Batch forms (a manifest or a folder as input) write their output folder atomically, with a
 ``bitrate.json`` (nominal, payload and file bits per second over the whole set).
@@ -24,6 +26,7 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["main", "encode_file", "decode_file"]
@@ -112,10 +115,9 @@ def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
 
 def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, entropy: bool = False) -> None:
     """Encode or decode ``[(ID, path)]`` into ``out_dir`` (atomic); write ``bitrate.json``."""
-    import shutil
-
     from .utils import atomic_path, atomic_write_json
 
+    start = time.perf_counter()
     with atomic_path(out_dir, is_dir=True) as tmp:
         if command == "encode":
             payload = size = dur = runs = 0.0
@@ -124,12 +126,14 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, en
                 payload, size, dur = payload + facts["payload_bytes"], size + facts["file_bytes"], dur + facts["duration"]
                 runs += facts["runs"]
             rates = {
+                "frame_rate": codec.frame_rate,
                 "nominal_bitrate": codec.bitrate,
                 "payload_bitrate": 8 * payload / dur if dur else None,
                 "file_bitrate": 8 * size / dur if dur else None,
                 "duration": dur,
                 "files": len(items),
             }
+            rates["encode_rtf"] = (time.perf_counter() - start) / dur if dur else None  # incl. file I/O
             if entropy:
                 rates["entropy_coded"] = True
             if hasattr(codec.quantizer, "measured_bitrate") and dur:
@@ -137,11 +141,12 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, en
                 rates["dedup_bitrate"] = math.log2(codec.codebook_sizes[0]) * runs / dur
             atomic_write_json(tmp / "bitrate.json", rates)
         else:
-            for uid, src in items:
-                decode_file(codec, src, tmp / f"{uid}.wav")
-            rates = Path(items[0][1]).parent / "bitrate.json" if items else None
-            if rates is not None and rates.is_file():
-                shutil.copy(rates, tmp / "bitrate.json")
+            dur = sum(decode_file(codec, src, tmp / f"{uid}.wav")["duration"] for uid, src in items)
+            src_rates = Path(items[0][1]).parent / "bitrate.json" if items else None
+            if src_rates is not None and src_rates.is_file():
+                rates = json.loads(src_rates.read_text())
+                rates["decode_rtf"] = (time.perf_counter() - start) / dur if dur else None
+                atomic_write_json(tmp / "bitrate.json", rates)
 
 
 def _info(args) -> dict:
@@ -231,14 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--smoothing", type=float, default=1.0, help="added to every count")
     p.add_argument("--device", default="cpu")
-    for extra in ("baselines", "evaluate", "report"):
+    for extra in ("baselines", "evaluate", "report", "listening"):
         sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)
     p = sub.add_parser("info", help="describe .sbc files and/or a checkpoint")
     p.add_argument("files", nargs="*")
     p.add_argument("--checkpoint")
     p.add_argument("--json", action="store_true", help="print JSON")
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("baselines", "evaluate", "report"):
+    if argv and argv[0] in ("baselines", "evaluate", "report", "listening"):
         setup_notices()
         from importlib import import_module
 

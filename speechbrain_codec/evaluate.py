@@ -1,17 +1,26 @@
 """Evaluate decoded systems against a reference manifest and write ``results.json``.
 
 For every system (a folder of ``<ID>.wav`` files, optionally with ``bitrate.json``) and every
-utterance of the manifest: compensate the delay (log-mel envelope cross-correlation, refined on
-the waveform), then PESQ wideband, STOI and, for English, pocketsphinx WER against the
-ground-truth text and dWER against the transcript of the original. Problems with one utterance
-(missing file, silent audio, missing transcript) are recorded for that utterance and the rest of
-the evaluation completes. The reference itself is scored as the row ``original``.
+utterance of the manifest, the selected metrics are computed; the reference itself is scored as
+the row ``original``. Intrusive metrics first compensate the codec's delay (log-mel envelope
+cross-correlation, refined on the waveform). Intelligibility: WER (English) / CER (Mandarin)
+against the ground-truth text and dWER / dCER against the ASR transcript of the original, all
+corpus-level. A problem with one utterance (missing or silent file, a metric that fails) is
+recorded for that utterance and the rest of the evaluation completes. Work is spread over
+worker processes (one job per system and utterance).
+
+Metrics (``--metrics``): pesq (wideband), pesq_nb, stoi, estoi, warpq, f0 (RMSE + voicing
+error, YAAPT), dnsmos, plcmos, spk (speaker similarity), utmos (needs ``--utmos PATH``).
+ASR (``--asr``): pocketsphinx (English, offline), whisper:<hub id or path>, ctc:<hub id or
+path>, none.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import logging
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -19,99 +28,211 @@ from pathlib import Path
 import numpy as np
 
 from .dataio import load_audio, read_manifest
-from .metrics import PocketsphinxASR, align_delay, normalize_text, pesq_score, stoi_score, word_errors
+from .metrics import align_delay, normalize_text, word_errors
 from .utils import CodecError, atomic_write_json
 
-__all__ = ["evaluate_systems", "PROTOCOL"]
+__all__ = ["evaluate_systems", "ALL_METRICS", "DEFAULT_METRICS", "protocol"]
 
 logger = logging.getLogger("speechbrain_codec")
 
 SAMPLE_RATE = 16000
-PROTOCOL = {
-    "sample_rate": SAMPLE_RATE,
-    "alignment": "delay compensated per utterance: log-mel energy envelope cross-correlation "
-    "(10 ms frames, +-250 ms), refined on the waveform within +-5 ms",
-    "pesq": "ITU-T P.862.2 wideband (pesq package), mean over utterances",
-    "stoi": "STOI (pystoi), mean over utterances",
-    "asr": "pocketsphinx 5 en-us (English utterances only); hypothesis level-matched to the "
-    "reference, 1e-4 dither, rounded to int16",
-    "wer": "corpus WER against the ground-truth text; text case-folded, punctuation removed",
-    "dwer": "corpus WER against the pocketsphinx transcript of the original",
-    "bitrate": "nominal = frame rate x sum log2(codebook size); payload/file = measured bits / "
-    "total duration",
-}
+ALL_METRICS = ("pesq", "pesq_nb", "stoi", "estoi", "warpq", "f0", "dnsmos", "plcmos", "spk", "utmos")
+DEFAULT_METRICS = ("pesq", "stoi", "estoi")
+INTRUSIVE = {"pesq", "pesq_nb", "stoi", "estoi", "warpq", "f0", "spk"}
+ASR_LANGS = {"pocketsphinx": ("en",), "ctc": ("en",), "whisper": ("en", "zh")}
 
 
-def _score_one(ref: np.ndarray, deg: np.ndarray) -> dict:
+def protocol(metrics: tuple[str, ...], asr: str) -> dict:
+    """What the evaluation did, written into results.json."""
+    text = {
+        "alignment": "intrusive metrics after delay compensation per utterance: log-mel energy envelope "
+        "cross-correlation (10 ms frames, +-250 ms), refined on the waveform within +-5 ms",
+        "pesq": "ITU-T P.862.2 wideband (pesq package), mean over utterances",
+        "pesq_nb": "ITU-T P.862 narrowband on 8 kHz resampled audio",
+        "stoi": "STOI (pystoi)", "estoi": "extended STOI (pystoi)",
+        "warpq": "WARP-Q raw score, lower is better (warpq package, 16 kHz)",
+        "f0": "YAAPT F0 (amfm_decompy, 10 ms): RMSE in Hz over frames voiced in both, voicing decision error",
+        "dnsmos": "DNSMOS P.835 sig/bak/ovrl and P.808 (speechmos ONNX models)",
+        "plcmos": "PLCMOS v2 (speechmos)", "spk": "speaker similarity: cosine of resemblyzer embeddings",
+        "utmos": "UTMOS from the given TorchScript checkpoint",
+    }
+    out = {"sample_rate": SAMPLE_RATE, "metrics": list(metrics), "asr": asr}
+    out.update({m: text[m] for m in metrics})
+    if asr != "none":
+        langs = ASR_LANGS[asr.split(":")[0]]
+        out["intelligibility"] = (
+            f"{asr} on utterances in {', '.join(langs)}; WER (en) / CER (zh) against the ground truth, "
+            "dWER / dCER against the transcript of the original; corpus-level; English normalised with "
+            "Whisper's EnglishTextNormalizer, Mandarin per character"
+        )
+        if asr == "pocketsphinx":
+            out["asr_input"] = "level-matched to the reference, 1e-4 dither, rounded to int16"
+    out["bitrate"] = "nominal = frame rate x sum log2(codebook size); payload/file = measured bits / total duration"
+    return out
+
+
+# ---------------------------------------------------------------------- worker side
+_STATE: dict = {}
+
+
+def _init_worker(asr: str, metrics: tuple[str, ...], utmos_path: str | None, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _STATE.clear()  # in-process runs (workers=1) must not reuse models of an earlier configuration
+    _STATE.update(asr_spec=asr, metrics=metrics, utmos_path=utmos_path)
+
+
+def _asr():
+    if "asr" not in _STATE:
+        from .metrics.asr import make_asr
+
+        _STATE["asr"] = None if _STATE["asr_spec"] == "none" else make_asr(_STATE["asr_spec"])
+    return _STATE["asr"]
+
+
+def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
+    """All selected metrics of one utterance."""
+    from .metrics import pesq_score, stoi_score
+
+    metrics = _STATE["metrics"]
     if np.max(np.abs(deg)) < 1e-6:
         raise CodecError("decoded audio is silent")
-    r, d, delay = align_delay(ref, deg, SAMPLE_RATE)
-    return {"delay": delay, "pesq": pesq_score(r, d, SAMPLE_RATE), "stoi": stoi_score(r, d, SAMPLE_RATE), "_aligned": (r, d)}
+    out: dict = {}
+    r, d, out["delay"] = align_delay(ref, deg, SAMPLE_RATE)
+    if "pesq" in metrics:
+        out["pesq"] = pesq_score(r, d, SAMPLE_RATE, "wb")
+    if "pesq_nb" in metrics:
+        import torch
+
+        from .dataio import resample
+
+        r8, d8 = (resample(torch.as_tensor(x, dtype=torch.float32), SAMPLE_RATE, 8000).numpy() for x in (r, d))
+        out["pesq_nb"] = pesq_score(r8, d8, 8000, "nb")
+    if "stoi" in metrics:
+        out["stoi"] = stoi_score(r, d, SAMPLE_RATE)
+    if "estoi" in metrics:
+        out["estoi"] = stoi_score(r, d, SAMPLE_RATE, extended=True)
+    if "warpq" in metrics:
+        from .metrics.quality import warpq_score
+
+        out.update(warpq_score(r, d, SAMPLE_RATE))
+    if "f0" in metrics:
+        from .metrics.quality import f0_metrics
+
+        out.update(f0_metrics(r, d, SAMPLE_RATE))
+    if "spk" in metrics:
+        if "spk" not in _STATE:
+            from .metrics.speaker import SpeakerSimilarity
+
+            _STATE["spk"] = SpeakerSimilarity()
+        out["spk_sim"] = _STATE["spk"](r, d, SAMPLE_RATE)
+    if "dnsmos" in metrics:
+        from .metrics.quality import dnsmos
+
+        out.update(dnsmos(deg, SAMPLE_RATE))
+    if "plcmos" in metrics:
+        from .metrics.quality import plcmos
+
+        out.update(plcmos(deg, SAMPLE_RATE))
+    if "utmos" in metrics:
+        if "utmos" not in _STATE:
+            from .metrics.quality import UTMOS
+
+            _STATE["utmos"] = UTMOS(_STATE["utmos_path"])
+        out.update(_STATE["utmos"](deg, SAMPLE_RATE))
+    asr = _asr()
+    if asr is not None and lang in ASR_LANGS[_STATE["asr_spec"].split(":")[0]]:
+        out["hyp"] = normalize_text(asr.transcribe(d, SAMPLE_RATE, level_ref=r, lang=lang), lang)
+    return out
+
+
+def _job(system: str, uid: str, ref_path: str, deg_path: str, lang: str) -> tuple[str, str, dict]:
+    try:
+        ref = load_audio(ref_path, SAMPLE_RATE, notices=False).numpy()
+        deg = ref if deg_path == ref_path else load_audio(deg_path, SAMPLE_RATE, notices=False).numpy()
+        return system, uid, _score(ref, deg, lang)
+    except CodecError as err:
+        return system, uid, {"error": str(err)}
+    except Exception as err:  # a metric package failing on one clip must not stop the evaluation
+        return system, uid, {"error": f"{type(err).__name__}: {str(err).strip()}"}
+
+
+# ---------------------------------------------------------------------- main side
+def _summary(per_utt: dict, rows: dict, ref_hyps: dict) -> dict:
+    scored = [u for u in per_utt.values() if "error" not in u]
+    summary: dict = {"utterances": len(scored), "failed": len(per_utt) - len(scored)}
+    keys = sorted({k for u in scored for k, v in u.items() if isinstance(v, (int, float)) and k != "delay"})
+    for key in keys:
+        values = [u[key] for u in scored if u.get(key) is not None]
+        summary[key] = float(np.mean(values)) if values else None
+    summary["pesq_wb"] = summary.pop("pesq", None)
+    for lang, name in (("en", "wer"), ("zh", "cer")):
+        errs = n = derrs = dn = 0
+        for uid, u in per_utt.items():
+            if "hyp" not in u or not (rows[uid].get("lang") or "en").startswith(lang):
+                continue
+            text = normalize_text(rows[uid].get("text") or "", lang)
+            if text:
+                e, m = word_errors(text, u["hyp"])
+                errs, n = errs + e, n + m
+                u[name] = e / m
+            if ref_hyps.get(uid):
+                e, m = word_errors(ref_hyps[uid], u["hyp"])
+                derrs, dn = derrs + e, dn + m
+                u["d" + name] = e / m
+        summary[name] = errs / n if n else None
+        summary["d" + name] = derrs / dn if dn else None
+    return summary
 
 
 def evaluate_systems(
     manifest: str | os.PathLike,
     systems: dict[str, str | os.PathLike],
     data_root: str | os.PathLike | None = None,
-    asr: bool = True,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    asr: str = "pocketsphinx",
+    workers: int = 2,
+    utmos_path: str | None = None,
 ) -> dict:
     """Score each system folder against the manifest; returns the results dictionary."""
+    unknown = set(metrics) - set(ALL_METRICS)
+    if unknown:
+        raise CodecError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
+    if "utmos" in metrics and not utmos_path:
+        raise CodecError("metric utmos needs --utmos PATH (a TorchScript UTMOS checkpoint)")
+    if asr != "none" and asr.split(":")[0] not in ASR_LANGS:
+        raise CodecError(f"unknown ASR {asr!r}: use pocketsphinx, whisper:<id or path>, ctc:<id or path> or none")
+    t0 = time.time()
     rows = read_manifest(manifest, data_root)
-    recognizer = PocketsphinxASR() if asr else None
-    results: dict = {"protocol": PROTOCOL, "manifest": str(manifest), "systems": {}}
-    refs, ref_hyp = {}, {}
-    for uid, row in rows.items():
-        try:
-            refs[uid] = load_audio(row["wav"], SAMPLE_RATE, notices=False).numpy()
-        except CodecError as err:
-            logger.warning("%s: reference unusable, skipped: %s", uid, err)
+    jobs = []
     for name, folder in [("original", None), *systems.items()]:
-        t0 = time.time()
-        per_utt: dict = {}
-        errs = refs_n = derrs = drefs_n = 0
-        for uid, ref in refs.items():
-            row, entry = rows[uid], {}
-            per_utt[uid] = entry
-            try:
-                deg = ref if folder is None else load_audio(Path(folder) / f"{uid}.wav", SAMPLE_RATE).numpy()
-                scores = _score_one(ref, deg)
-                r, d = scores.pop("_aligned")
-                entry.update(scores)
-            except (CodecError, ValueError, RuntimeError) as err:  # pesq raises RuntimeError subclasses
-                entry["error"] = str(err)
-                logger.warning("%s / %s: not scored: %s", name, uid, err)
-                continue
-            lang = row.get("lang", "en") or "en"
-            if recognizer is None or not lang.startswith("en"):
-                continue
-            hyp = normalize_text(recognizer.transcribe(d, SAMPLE_RATE, level_ref=r))
-            entry["hyp"] = hyp
-            if folder is None:
-                ref_hyp[uid] = hyp
-            text = normalize_text(row.get("text") or "")
-            if text:
-                e, n = word_errors(text, hyp)
-                entry["wer"] = e / n
-                errs, refs_n = errs + e, refs_n + n
-            else:
-                entry["wer_note"] = "no transcript; WER skipped"
-            if uid in ref_hyp and ref_hyp[uid]:
-                e, n = word_errors(ref_hyp[uid], hyp)
-                entry["dwer"] = e / n
-                derrs, drefs_n = derrs + e, drefs_n + n
-        scored = [u for u in per_utt.values() if "pesq" in u]
-        summary = {
-            "utterances": len(scored),
-            "failed": len(per_utt) - len(scored),
-            "pesq_wb": float(np.mean([u["pesq"] for u in scored])) if scored else None,
-            "stoi": float(np.mean([u["stoi"] for u in scored])) if scored else None,
-            "wer": errs / refs_n if refs_n else None,
-            "dwer": derrs / drefs_n if drefs_n else None,
-            "eval_seconds": round(time.time() - t0, 2),
-        }
+        for uid, row in rows.items():
+            deg = row["wav"] if folder is None else str(Path(folder) / f"{uid}.wav")
+            jobs.append((name, uid, row["wav"], deg, (row.get("lang") or "en")[:2]))
+    init = (asr, tuple(metrics), utmos_path, 1 if workers > 1 else 2)
+    if workers > 1:
+        ctx = multiprocessing.get_context("fork")
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
+            done = list(pool.map(_job, *zip(*jobs)))
+    else:
+        _init_worker(*init)
+        done = [_job(*j) for j in jobs]
+    per_system: dict[str, dict] = {name: {} for name in ["original", *systems]}
+    for name, uid, entry in done:
+        per_system[name][uid] = entry
+        if "error" in entry:
+            logger.warning("%s / %s: not scored: %s", name, uid, entry["error"])
+    ref_hyps = {uid: u.get("hyp") for uid, u in per_system["original"].items()}
+    results: dict = {"protocol": protocol(tuple(metrics), asr), "manifest": str(manifest), "systems": {}}
+    for name, per_utt in per_system.items():
+        summary = _summary(per_utt, rows, ref_hyps)
+        folder = systems.get(name)
         if folder is not None and (Path(folder) / "bitrate.json").is_file():
             summary.update(json.loads((Path(folder) / "bitrate.json").read_text()))
         results["systems"][name] = {"summary": summary, "utterances": per_utt}
+    results["wall_seconds"] = round(time.time() - t0, 2)
+    results["workers"] = workers
     return results
 
 
@@ -122,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", required=True)
     p.add_argument("--data-root", default=None)
     p.add_argument("--system", action="append", default=[], metavar="NAME=FOLDER")
-    p.add_argument("--no-asr", action="store_true")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help=f"comma-separated, from {','.join(ALL_METRICS)}; 'all' for every offline one")
+    p.add_argument("--asr", default="pocketsphinx", help="pocketsphinx | whisper:<id or path> | ctc:<id or path> | none")
+    p.add_argument("--utmos", default=None, help="TorchScript UTMOS checkpoint (for metric utmos)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True, help="results.json to write")
     args = p.parse_args(argv)
     systems = {}
@@ -133,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(folder).is_dir():
             raise CodecError(f"{folder}: system folder missing; run the stage that decodes {name}")
         systems[name] = folder
-    results = evaluate_systems(args.manifest, systems, args.data_root, asr=not args.no_asr)
+    metrics = tuple(m for m in ALL_METRICS if m != "utmos") if args.metrics == "all" else tuple(
+        m.strip() for m in args.metrics.split(",") if m.strip())
+    results = evaluate_systems(args.manifest, systems, args.data_root, metrics, args.asr, args.workers, args.utmos)
     atomic_write_json(args.out, results)
+    print(f"evaluated {len(systems) + 1} systems x {len(read_manifest(args.manifest))} utterances with "
+          f"{args.workers} workers in {results['wall_seconds']} s -> {args.out}")
     return 0

@@ -13,7 +13,7 @@ root=$(cd "$here/../.." && pwd)
 
 # -------- options (every one has a default; --help lists them)
 stage=1                 # first stage to run
-stop_stage=7            # last stage to run
+stop_stage=8            # last stage to run
 data_folder=$here/data  # bundled clips with manifest.tsv
 exp=$here/exp/mini      # experiment folder
 hparams=$here/hparams/train.yaml  # training hparams
@@ -22,13 +22,16 @@ debug=false             # true: shrink training to seconds (hparams/debug.yaml)
 device=cpu              # torch device for training and coding
 baselines="codec2_700C opus_6k"  # classical reference rows
 entropy=false           # true: fit a token model on the training clips, range-code the bitstreams
+metrics=all             # evaluation metrics (comma-separated, or all offline ones)
+asr=pocketsphinx        # ASR for WER/dWER: pocketsphinx | whisper:<id or path> | ctc:<id or path> | none
+listening_items=3       # items per listening test (stage 8)
 train_args=""           # extra train.py overrides, e.g. "--number_of_epochs 5"
 
 . "$root/tools/parse_options.sh"
 . "$root/tools/stage_lib.sh"
 
 # stage numbers, used by the guards and by the "missing input" messages
-s_prepare=1; s_train=2; s_encode=3; s_decode=4; s_baselines=5; s_evaluate=6; s_report=7
+s_prepare=1; s_train=2; s_encode=3; s_decode=4; s_baselines=5; s_evaluate=6; s_report=7; s_listening=8
 mkdir -p "$exp"
 cmdline="$0 $*"
 echo "$(date -Is) $cmdline" >> "$exp/commands.log"   # replayable history of this experiment
@@ -103,12 +106,12 @@ systems=(--system "mini-fsq=$exp/decoded")
 for b in $baselines; do
   [ -d "$exp/baselines/$b" ] && systems+=(--system "$b=$exp/baselines/$b")
 done
-k_evaluate=$(stage_key evaluate "$k_decode" "$k_baselines" "${systems[*]}")
-if run_stage $s_evaluate "evaluate (PESQ, STOI, WER/dWER, bitrates)"; then
+k_evaluate=$(stage_key evaluate "$k_decode" "$k_baselines" "${systems[*]}" "$metrics" "$asr")
+if run_stage $s_evaluate "evaluate ($metrics; ASR $asr)"; then
   require "$exp/decoded/.done" $s_decode decode
   if ! stage_done $s_evaluate "$exp/results/.done" "$k_evaluate"; then
     speechbrain-codec evaluate --manifest "$exp/data/test.csv" --data-root "$data_folder" \
-      "${systems[@]}" --out "$exp/results/results.json"
+      "${systems[@]}" --metrics "$metrics" --asr "$asr" --out "$exp/results/results.json"
     mark_done "$exp/results/.done" "$k_evaluate"
   fi
 fi
@@ -116,6 +119,17 @@ fi
 # ---------------------------------------------------------------- 7. report
 if run_stage $s_report "report"; then
   require "$exp/results/results.json" $s_evaluate evaluate
-  speechbrain-codec report "$exp/results/results.json" --out "$exp/results/results.md"
-  log "results: $exp/results/results.json and results.md"
+  speechbrain-codec report "$exp/results/results.json" --out "$exp/results/results.md" --plots "$exp/results"
+  log "results: $exp/results/results.json, results.md and plots in $exp/results"
+fi
+
+# ---------------------------------------------------------------- 8. listening tests
+k_listening=$(stage_key listening "$k_decode" "$k_baselines" "${systems[*]}" "$listening_items")
+if run_stage $s_listening "webMUSHRA listening tests (MUSHRA + semantic MOS)"; then
+  require "$exp/decoded/.done" $s_decode decode
+  if ! stage_done $s_listening "$exp/listening/.done" "$k_listening"; then
+    python "$here/make_listening.py" --test-manifest "$exp/data/test.csv" --data_folder "$data_folder" \
+      --out "$exp/listening" --items "$listening_items" "${systems[@]}"
+    mark_done "$exp/listening/.done" "$k_listening"
+  fi
 fi

@@ -12,18 +12,51 @@ import unicodedata
 
 import numpy as np
 
-__all__ = ["PocketsphinxASR", "normalize_text", "word_errors"]
+__all__ = ["PocketsphinxASR", "WhisperASR", "CTCASR", "make_asr", "normalize_text", "basic_normalize", "word_errors"]
 
 
 def normalize_text(text: str, lang: str = "en") -> str:
+    """Normalise for scoring: English as Whisper's evaluation does (``EnglishTextNormalizer``
+    of the openai/whisper code, from the ``whisper-normalizer`` package: case, punctuation,
+    numbers, British->American spellings, contractions); Mandarin split into characters (CER);
+    other languages with :func:`basic_normalize`.
+
+    Example
+    -------
+    >>> normalize_text("Mr. Smith's colour, 20 dollars!")
+    'mister smith is color $20'
+
+    >>> normalize_text("甚至出现，交易", "zh")
+    '甚 至 出 现 交 易'
+    """
+    if lang.startswith("en"):
+        try:
+            from whisper_normalizer.english import EnglishTextNormalizer
+        except ImportError:  # the "eval" extra installs it
+            return basic_normalize(text, lang)
+        return " ".join(_english_normalizer()(text).split())
+    return basic_normalize(text, lang)
+
+
+_EN = None
+
+
+def _english_normalizer():
+    global _EN
+    if _EN is None:
+        from whisper_normalizer.english import EnglishTextNormalizer
+
+        _EN = EnglishTextNormalizer()
+    return _EN
+
+
+def basic_normalize(text: str, lang: str = "en") -> str:
     """Case-fold, drop punctuation, collapse spaces; Mandarin is split into characters.
 
     Example
     -------
-    >>> normalize_text("Not at this particular case, Tom, apologized Whittemore.")
+    >>> basic_normalize("Not at this particular case, Tom, apologized Whittemore.")
     'not at this particular case tom apologized whittemore'
-    >>> normalize_text("甚至出现，交易", "zh")
-    '甚 至 出 现 交 易'
     """
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(" " if unicodedata.category(c).startswith("P") and c != "'" else c for c in text)
@@ -63,8 +96,8 @@ class PocketsphinxASR:
         self.decoder = Decoder(samprate=self.sample_rate, loglevel="FATAL")
         self.dither, self.seed = dither, seed
 
-    def transcribe(self, sig: np.ndarray, sr: int, level_ref: np.ndarray | None = None) -> str:
-        """Transcribe a mono float signal; ``level_ref`` sets the RMS to match."""
+    def transcribe(self, sig: np.ndarray, sr: int, level_ref: np.ndarray | None = None, lang: str = "en") -> str:
+        """Transcribe a mono float signal; ``level_ref`` sets the RMS to match (English only)."""
         if sr != self.sample_rate:
             import torch
 
@@ -79,8 +112,83 @@ class PocketsphinxASR:
         rng = np.random.default_rng(self.seed)
         sig = sig + self.dither * rng.standard_normal(sig.shape)
         pcm = np.round(np.clip(sig, -1.0, 1.0) * 32767).astype(np.int16)
+        self.decoder.reinit_feat()  # live CMN adapts per utterance: results must not depend on order
         self.decoder.start_utt()
         self.decoder.process_raw(pcm.tobytes(), full_utt=True)
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
+
+
+class WhisperASR:
+    """Whisper through transformers (any size; hub id or local folder), greedy decoding.
+
+    Parameters
+    ----------
+    source : str
+        e.g. ``openai/whisper-large-v3`` or a local folder with config, weights, processor.
+    device : str
+    """
+
+    sample_rate = 16000
+
+    def __init__(self, source: str, device: str = "cpu") -> None:
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self.processor = WhisperProcessor.from_pretrained(source)
+        self.model = WhisperForConditionalGeneration.from_pretrained(source).to(device).eval()
+        self.device = device
+
+    def transcribe(self, sig: np.ndarray, sr: int, level_ref: np.ndarray | None = None, lang: str = "en") -> str:
+        import torch
+
+        sig = _to_16k(sig, sr)
+        feats = self.processor(sig, sampling_rate=16000, return_tensors="pt").input_features.to(self.device)
+        with torch.no_grad():
+            budget = min(220, self.model.config.max_target_positions // 2 - 4)  # 220 for real models
+            ids = self.model.generate(feats, language=lang, task="transcribe", max_new_tokens=budget)
+        return self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+
+
+class CTCASR:
+    """A wav2vec2-style CTC model through transformers (hub id or local folder), greedy."""
+
+    sample_rate = 16000
+
+    def __init__(self, source: str, device: str = "cpu") -> None:
+        from transformers import AutoModelForCTC, AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(source)
+        self.model = AutoModelForCTC.from_pretrained(source).to(device).eval()
+        self.device = device
+
+    def transcribe(self, sig: np.ndarray, sr: int, level_ref: np.ndarray | None = None, lang: str = "en") -> str:
+        import torch
+
+        sig = _to_16k(sig, sr)
+        inputs = self.processor(sig, sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            logits = self.model(inputs.input_values.to(self.device)).logits
+        return self.processor.batch_decode(logits.argmax(-1))[0].strip()
+
+
+def _to_16k(sig: np.ndarray, sr: int) -> np.ndarray:
+    if sr == 16000:
+        return np.asarray(sig, dtype=np.float32)
+    import torch
+
+    from ..dataio import resample
+
+    return resample(torch.as_tensor(sig, dtype=torch.float32), sr, 16000).numpy()
+
+
+def make_asr(spec: str, device: str = "cpu"):
+    """``"pocketsphinx"``, ``"whisper:<id or path>"`` or ``"ctc:<id or path>"``."""
+    kind, _, source = spec.partition(":")
+    if kind == "pocketsphinx":
+        return PocketsphinxASR()
+    if kind == "whisper":
+        return WhisperASR(source or "openai/whisper-large-v3", device)
+    if kind == "ctc":
+        return CTCASR(source, device)
+    raise ValueError(f"unknown ASR {spec!r}: use pocketsphinx, whisper:<id or path> or ctc:<id or path>")
