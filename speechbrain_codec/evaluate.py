@@ -75,12 +75,13 @@ def protocol(metrics: tuple[str, ...], asr: str) -> dict:
 _STATE: dict = {}
 
 
-def _init_worker(asr: str, metrics: tuple[str, ...], utmos_path: str | None, threads: int) -> None:
+def _init_worker(asr: str, metrics: tuple[str, ...], utmos_path: str | None, threads: int,
+                 spk_model: str = "resemblyzer") -> None:
     import torch
 
     torch.set_num_threads(threads)
     _STATE.clear()  # in-process runs (workers=1) must not reuse models of an earlier configuration
-    _STATE.update(asr_spec=asr, metrics=metrics, utmos_path=utmos_path)
+    _STATE.update(asr_spec=asr, metrics=metrics, utmos_path=utmos_path, spk_model=spk_model)
 
 
 def _asr():
@@ -125,7 +126,7 @@ def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
         if "spk" not in _STATE:
             from .metrics.speaker import SpeakerSimilarity
 
-            _STATE["spk"] = SpeakerSimilarity()
+            _STATE["spk"] = SpeakerSimilarity(_STATE["spk_model"])
         out["spk_sim"] = _STATE["spk"](r, d, SAMPLE_RATE)
     if "dnsmos" in metrics:
         from .metrics.quality import dnsmos
@@ -177,6 +178,8 @@ def _summary(per_utt: dict, rows: dict, ref_hyps: dict) -> dict:
                 e, m = word_errors(text, u["hyp"])
                 errs, n = errs + e, n + m
                 u[name] = e / m
+            else:
+                u["note"] = f"no transcript in the manifest: {name.upper()} skipped, d{name.upper()} scored"
             if ref_hyps.get(uid):
                 e, m = word_errors(ref_hyps[uid], u["hyp"])
                 derrs, dn = derrs + e, dn + m
@@ -194,8 +197,13 @@ def evaluate_systems(
     asr: str = "pocketsphinx",
     workers: int = 2,
     utmos_path: str | None = None,
+    spk_model: str = "resemblyzer",
 ) -> dict:
-    """Score each system folder against the manifest; returns the results dictionary."""
+    """Score each system folder against the manifest; returns the results dictionary.
+
+    ``spk_model``: ``resemblyzer`` or a transformers x-vector model (hub id or path, e.g.
+    ``microsoft/wavlm-base-plus-sv``) for the ``spk`` metric.
+    """
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
         raise CodecError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
@@ -210,7 +218,7 @@ def evaluate_systems(
         for uid, row in rows.items():
             deg = row["wav"] if folder is None else str(Path(folder) / f"{uid}.wav")
             jobs.append((name, uid, row["wav"], deg, (row.get("lang") or "en")[:2]))
-    init = (asr, tuple(metrics), utmos_path, 1 if workers > 1 else 2)
+    init = (asr, tuple(metrics), utmos_path, 1 if workers > 1 else 2, spk_model)
     if workers > 1:
         ctx = multiprocessing.get_context("fork")
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
@@ -225,6 +233,8 @@ def evaluate_systems(
             logger.warning("%s / %s: not scored: %s", name, uid, entry["error"])
     ref_hyps = {uid: u.get("hyp") for uid, u in per_system["original"].items()}
     results: dict = {"protocol": protocol(tuple(metrics), asr), "manifest": str(manifest), "systems": {}}
+    if "spk" in metrics:
+        results["protocol"]["spk"] = f"speaker similarity: cosine of {spk_model} embeddings"
     for name, per_utt in per_system.items():
         summary = _summary(per_utt, rows, ref_hyps)
         folder = systems.get(name)
@@ -247,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated, from {','.join(ALL_METRICS)}; 'all' for every offline one")
     p.add_argument("--asr", default="pocketsphinx", help="pocketsphinx | whisper:<id or path> | ctc:<id or path> | none")
     p.add_argument("--utmos", default=None, help="TorchScript UTMOS checkpoint (for metric utmos)")
+    p.add_argument("--spk-model", default="resemblyzer", help="resemblyzer or a transformers x-vector id/path")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True, help="results.json to write")
     args = p.parse_args(argv)
@@ -260,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         systems[name] = folder
     metrics = tuple(m for m in ALL_METRICS if m != "utmos") if args.metrics == "all" else tuple(
         m.strip() for m in args.metrics.split(",") if m.strip())
-    results = evaluate_systems(args.manifest, systems, args.data_root, metrics, args.asr, args.workers, args.utmos)
+    results = evaluate_systems(args.manifest, systems, args.data_root, metrics, args.asr, args.workers, args.utmos,
+                               args.spk_model)
     atomic_write_json(args.out, results)
     print(f"evaluated {len(systems) + 1} systems x {len(read_manifest(args.manifest))} utterances with "
           f"{args.workers} workers in {results['wall_seconds']} s -> {args.out}")

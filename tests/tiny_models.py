@@ -62,3 +62,18 @@ def tiny_ctc(folder: str | Path) -> Path:
     Wav2Vec2ForCTC(cfg).save_pretrained(folder)
     Wav2Vec2Processor(Wav2Vec2FeatureExtractor(sampling_rate=16000), tok).save_pretrained(folder)
     return folder
+
+
+def tiny_wavlm_sv(folder: str | Path) -> Path:
+    """WavLM x-vector speaker-verification model (as microsoft/wavlm-base-plus-sv), tiny."""
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
+
+    folder = Path(folder)
+    cfg = WavLMConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                      conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                      num_conv_pos_embedding_groups=2, tdnn_dim=(16, 16), tdnn_kernel=(3, 1),
+                      tdnn_dilation=(1, 1), xvector_output_dim=8, num_buckets=32, max_bucket_distance=64)
+    torch.manual_seed(0)
+    WavLMForXVector(cfg).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    return folder

@@ -17,7 +17,7 @@ from speechbrain_codec.report import plot_results, results_table
 from speechbrain_codec.utils import CodecError
 
 from ..conftest import MINI_DATA
-from ..tiny_models import tiny_ctc, tiny_whisper
+from ..tiny_models import tiny_ctc, tiny_wavlm_sv, tiny_whisper
 
 EN = ["sense_and_sensibility_01_austen_64kb-0880", "slt_arctic_a0009"]
 ZH = "BAC009S0764W0121"
@@ -51,6 +51,24 @@ def test_plcmos_is_deterministic():
     np.random.seed(123)
     assert plcmos(clip) == plcmos(clip)
     assert np.random.random() == before  # the caller's global generator is untouched
+
+
+def test_utmos_hook_loads_a_torchscript_checkpoint(tmp_path):
+    import torch
+
+    from speechbrain_codec.metrics.quality import UTMOS
+
+    class Toy(torch.nn.Module):  # stands in for an exported UTMOS: (wav [1, T], sr) -> score
+        def forward(self, wav: torch.Tensor, sr: int) -> torch.Tensor:
+            return 1.0 + 4.0 * torch.sigmoid(wav.abs().mean() * 10.0)
+
+    torch.jit.script(Toy()).save(str(tmp_path / "utmos.pt"))
+    score = UTMOS(tmp_path / "utmos.pt")(np.full(16000, 0.1, dtype=np.float32))["utmos"]
+    assert score == pytest.approx(1.0 + 4.0 / (1.0 + np.exp(-1.0)), abs=1e-5)
+    with pytest.raises(FileNotFoundError, match="UTMOS checkpoint not found"):
+        UTMOS(tmp_path / "missing.pt")
+    with pytest.raises(CodecError, match="needs --utmos"):
+        evaluate_systems(tmp_path / "m.csv", {}, metrics=("utmos",))
 
 
 def test_f0_and_warpq_on_known_signals():
@@ -92,6 +110,11 @@ def test_transformers_asr_backends_from_local_folders(data, tmp_path):
                            asr=f"whisper:{whisper}", workers=1)
     s = res["systems"]["original"]["summary"]
     assert s["dcer"] == 0.0 and s["cer"] is not None  # Whisper transcribes Mandarin: CER is scored
+    sv = tiny_wavlm_sv(tmp_path / "sv")
+    res = evaluate_systems(data / "m.csv", {"noisy": data / "noisy"}, MINI_DATA, metrics=("spk",), asr="none",
+                           workers=1, spk_model=str(sv))
+    assert res["systems"]["original"]["summary"]["spk_sim"] == pytest.approx(1.0, abs=1e-5)
+    assert str(sv) in res["protocol"]["spk"]
     with pytest.raises(CodecError, match="unknown ASR"):
         evaluate_systems(data / "m.csv", {}, MINI_DATA, asr="kaldi")
     with pytest.raises(CodecError, match="unknown metrics"):

@@ -37,6 +37,7 @@ def test_bad_outputs_are_reported_per_utterance(manifest, tmp_path):
     assert 1.0 <= s["utterances"][IDS[0]]["pesq"] < 4.5
     # WER only where a transcript exists; dWER against the original's transcript everywhere
     assert "wer" in s["utterances"][IDS[0]]
+    assert "no transcript" in results["systems"]["original"]["utterances"][IDS[1]]["note"]
     original = results["systems"]["original"]["summary"]
     assert original["pesq_wb"] == pytest.approx(4.64, abs=0.01) and original["dwer"] == 0.0
     table = results_table(results)
