@@ -113,7 +113,7 @@ def test_transformers_asr_backends_from_local_folders(data, tmp_path):
     sv = tiny_wavlm_sv(tmp_path / "sv")
     res = evaluate_systems(data / "m.csv", {"noisy": data / "noisy"}, MINI_DATA, metrics=("spk",), asr="none",
                            workers=1, spk_model=str(sv))
-    assert res["systems"]["original"]["summary"]["spk_sim"] == pytest.approx(1.0, abs=1e-5)
+    assert res["systems"]["original"]["summary"]["spk_sim"] == pytest.approx(1.0, abs=1e-3)
     assert str(sv) in res["protocol"]["spk"]
     with pytest.raises(CodecError, match="unknown ASR"):
         evaluate_systems(data / "m.csv", {}, MINI_DATA, asr="kaldi")
