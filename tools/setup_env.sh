@@ -13,7 +13,7 @@ venv=${VENV:-$root/.venv}
 python=${PYTHON:-python3}
 log() { echo "[setup $(date +%H:%M:%S)] $*"; }
 
-stamp_key=$(cat "$root/requirements/constraints.txt" "$root/setup.py" | sha256sum | cut -c1-16)
+stamp_key=$(cat "$root/requirements/constraints.txt" "$root/setup.py" "$root/pyproject.toml" | sha256sum | cut -c1-16)
 stamp=$venv/.speechbrain-codec-setup
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_key" ] && [ -x "$venv/bin/python" ]; then
   log "python environment up to date ($venv)"
@@ -22,11 +22,14 @@ else
     log "creating $venv with $($python --version 2>&1)"
     "$python" -m venv "$venv"
   fi
+  # a Debian python3's venv starts with pip 23 / setuptools 66, whose legacy editable installs
+  # write console scripts that break with pkg_resources: upgrade both first
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24" "setuptools>=70,<81" wheel
   pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$root/requirements/constraints.txt")
   log "installing torch 2.11.0 + torchaudio 2.11.0 (first time: ~3 GB, about a minute)"
   "${pip[@]}" torch==2.11.0 torchaudio==2.11.0
   log "installing speechbrain-codec and its pinned dependencies"
-  "${pip[@]}" "setuptools<81" -e "$root[eval,quant,ssl,test]"
+  "${pip[@]}" -e "$root[eval,quant,ssl,test]"
   echo "$stamp_key" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 fi
 
