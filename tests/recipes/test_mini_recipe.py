@@ -35,7 +35,8 @@ def test_all_stages_produce_results(finished):
     systems = results["systems"]
     assert list(systems)[:2] == ["original", "mini-fsq"]
     mine = systems["mini-fsq"]["summary"]
-    assert mine["utterances"] == 6 and mine["failed"] == 0
+    errors = {u: e["error"] for name in systems for u, e in systems[name]["utterances"].items() if "error" in e}
+    assert mine["utterances"] == 6 and mine["failed"] == 0, errors
     assert mine["nominal_bitrate"] == pytest.approx(498.29, abs=0.01)
     assert mine["nominal_bitrate"] < mine["payload_bitrate"] < mine["file_bitrate"]
     assert 1.0 <= mine["pesq_wb"] <= 4.64 and 0.0 <= mine["stoi"] <= 1.0
