@@ -46,7 +46,7 @@ def dataio_prepare(hparams: dict):
 
 def main(argv: list[str]) -> None:
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    overrides = yaml.safe_load(overrides) or {} if isinstance(overrides, str) else dict(overrides or {})
+    overrides = (yaml.safe_load(overrides) or {}) if isinstance(overrides, str) else dict(overrides or {})
     overrides_file = overrides.pop("overrides_file", None)
     if overrides_file:
         with open(overrides_file, encoding="utf-8") as f:
@@ -60,7 +60,9 @@ def main(argv: list[str]) -> None:
     )
     codec, codec_yaml = load_codec_yaml(hparams["codec_hparams"], hparams["codec_overrides"])
     train, valid, whole = dataio_prepare(hparams)
-    fitted = fit_codebook_if_needed(codec, whole)  # k-means / DPDP codebooks, before training
+    # k-means / DPDP codebooks are fitted before training; on resume the checkpoint's codebook
+    # replaces this (identical, as fitting is seeded) one when fit() recovers
+    fitted = fit_codebook_if_needed(codec, whole)
     if fitted:
         print(f"fitted the quantizer's codebook: {fitted}")
     steps_per_epoch = math.ceil(len(train) / hparams["batch_size"])
