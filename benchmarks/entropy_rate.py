@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -66,7 +65,6 @@ def main() -> None:
         seconds = sum(n for _, n in toks) / codec.sample_rate
         plain = sum(Bitstream(t, codec.sample_rate, codec.hop_length, n, codec.codebook_sizes, codec.config_hash).payload_bytes() for t, n in toks)
         coded = sum(len(model.encode(t)) for t, _ in toks)
-        frames = sum(t.shape[0] for t, _ in toks)
         row = {"clips": len(toks), "seconds": round(seconds, 1),
                "nominal_bitrate": codec.bitrate,
                "plain_payload_bitrate": 8 * plain / seconds,

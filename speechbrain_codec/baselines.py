@@ -9,7 +9,6 @@ short Opus files.
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass

@@ -21,7 +21,6 @@ of trials are excluded).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 from pathlib import Path

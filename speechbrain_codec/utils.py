@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["CodecError", "atomic_path", "atomic_write_text", "atomic_write_json", "stable_hash"]
+__all__ = ["CodecError", "atomic_path", "atomic_write_text", "atomic_write_json"]
 
 
 class CodecError(RuntimeError):
@@ -78,8 +77,3 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
-
-def stable_hash(obj: Any, n_bytes: int = 8) -> str:
-    """Hex digest of the canonical JSON of ``obj`` (key order does not matter)."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[: 2 * n_bytes]

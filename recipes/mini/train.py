@@ -15,7 +15,6 @@ import math
 import sys
 
 import speechbrain as sb
-import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 

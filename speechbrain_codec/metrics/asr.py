@@ -31,10 +31,10 @@ def normalize_text(text: str, lang: str = "en") -> str:
     """
     if lang.startswith("en"):
         try:
-            from whisper_normalizer.english import EnglishTextNormalizer
-        except ImportError:  # the "eval" extra installs it
+            normalizer = _english_normalizer()
+        except ImportError:  # the "eval" extra installs whisper-normalizer
             return basic_normalize(text, lang)
-        return " ".join(_english_normalizer()(text).split())
+        return " ".join(normalizer(text).split())
     return basic_normalize(text, lang)
 
 

@@ -126,7 +126,6 @@ class CodecBrain(sb.Brain):
                     num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
                     keep_recent=True,
                 )
-        self.last_stats = stats
 
 
 def load_codec_yaml(path: str, overrides: dict | None = None):

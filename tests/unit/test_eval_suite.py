@@ -138,7 +138,7 @@ def test_listening_tests_make_and_parse(data, tmp_path):
 
     out = tmp_path / "lt"
     cfg = make_test(out, data / "m.csv", {"noisy": data / "noisy"}, "mushra", n_items=2, seed=3, data_root=MINI_DATA)
-    again = make_test(tmp_path / "lt2", data / "m.csv", {"noisy": data / "noisy"}, "mushra", n_items=2, seed=3,
+    make_test(tmp_path / "lt2", data / "m.csv", {"noisy": data / "noisy"}, "mushra", n_items=2, seed=3,
                       data_root=MINI_DATA)
     items = json.loads((out / "mushra_test.items.json").read_text())["items"]
     assert items == json.loads((tmp_path / "lt2" / "mushra_test.items.json").read_text())["items"]  # seeded

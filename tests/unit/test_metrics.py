@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import soundfile as sf
 
 from speechbrain_codec.baselines import Codec2, Opus, ogg_payload_bytes
 from speechbrain_codec.dataio import load_audio
