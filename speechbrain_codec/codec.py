@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +23,7 @@ from .encoders import Encoder
 from .quantizers import Quantizer
 from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["Codec", "CodecOutput"]
+__all__ = ["Codec", "CodecOutput", "StreamDecoder", "StreamEncoder"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -96,17 +97,15 @@ class Codec(nn.Module):
         down = getattr(self.compressor, "downsample", 1)
         up = getattr(self.decompressor, "upsample", 1)
         self.hop_length = encoder.hop_length * down
-        if decoder.hop_length * up != self.hop_length:
-            raise ValueError(
-                f"encoder hop {encoder.hop_length} x compressor {down} != decoder hop "
-                f"{decoder.hop_length} x decompressor {up}: the decoder would not give back "
-                "as many samples as the encoder took"
-            )
-        if encoder.sample_rate != decoder.sample_rate:
-            raise ValueError(
-                f"encoder rate {encoder.sample_rate} Hz != decoder rate {decoder.sample_rate} Hz"
-            )
         self.sample_rate = encoder.sample_rate
+        self.output_sample_rate = decoder.sample_rate
+        # one token frame must last as long on both sides (FocalCodec-Stream: 16 kHz in, 24 kHz out)
+        if decoder.hop_length * up * encoder.sample_rate != self.hop_length * decoder.sample_rate:
+            raise ValueError(
+                f"encoder hop {encoder.hop_length} x compressor {down} at {encoder.sample_rate} Hz "
+                f"!= decoder hop {decoder.hop_length} x decompressor {up} at {decoder.sample_rate} Hz: "
+                "a token frame would not last as long on both sides"
+            )
         self.config_hash = ""  # set by from_pretrained / save_pretrained
         self.token_model = None  # entropy model (entropy_model.json), set by from_pretrained
 
@@ -115,6 +114,11 @@ class Codec(nn.Module):
     def frame_rate(self) -> float:
         """Token frames per second."""
         return self.sample_rate / self.hop_length
+
+    @property
+    def output_hop_length(self) -> int:
+        """Output samples per token frame (at ``output_sample_rate``)."""
+        return self.hop_length * self.output_sample_rate // self.sample_rate
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -136,11 +140,26 @@ class Codec(nn.Module):
         """``sig [B, T_wav] -> lats [B, T, C]`` (encoder and compressor)."""
         return self.compressor(self.encoder(self.pad(sig), lens))
 
+    def output_length(self, num_samples: int) -> int:
+        """Output samples for ``num_samples`` input samples."""
+        return num_samples * self.output_sample_rate // self.sample_rate
+
+    def fit_length(self, rec: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """Cut ``rec [B, T]`` to, or extend it by repeating its last sample to, ``num_samples``
+        (encoders whose convolutions drop edge frames give slightly short reconstructions)."""
+        if rec.shape[-1] >= num_samples:
+            return rec[..., :num_samples]
+        return nn.functional.pad(rec[:, None], (0, num_samples - rec.shape[-1]), mode="replicate")[:, 0]
+
     def forward(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> CodecOutput:
-        """Full analysis-synthesis pass for training."""
+        """Full analysis-synthesis pass for training.
+
+        The reconstruction has ``output_length(sig.shape[-1])`` samples at ``output_sample_rate``.
+        """
         lats = self.sig_to_lats(sig, lens)
         q = self.quantizer(lats)
         rec = self.decoder(self.decompressor(q.qlats))
+        rec = self.fit_length(rec, self.output_length(sig.shape[-1]))
         return CodecOutput(rec, q.toks, lats, q.qlats, q.losses)
 
     @torch.no_grad()
@@ -150,8 +169,49 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
-        """``toks [B, T, K] -> sig [B, T * hop_length]``."""
+        """``toks [B, T, K] -> sig [B, T * output_hop_length]`` at ``output_sample_rate``."""
         return self.decoder(self.decompressor(self.quantizer.toks_to_qlats(toks)))
+
+    # ------------------------------------------------------------------ streaming
+    @property
+    def streaming(self) -> bool:
+        """Whether every lobe is causal and streams (:meth:`stream_encoder`, :meth:`stream_decoder`)."""
+        lobes = [self.encoder, self.compressor, self.decompressor, self.decoder]
+        return all(isinstance(m, nn.Identity) or getattr(m, "streaming", False) for m in lobes)
+
+    @property
+    def chunk_size(self) -> int:
+        """Input samples per streaming step: the encoder's look-ahead chunk, rounded up to whole
+        token frames and to the decompressor's refiner chunk."""
+
+        enc_chunk = self.encoder.hop_length * getattr(self.encoder, "chunk_frames", 1)
+        dec_frames = getattr(self.decompressor, "chunk_frames", 1)
+        dec_chunk = self.hop_length * max(1, -(-dec_frames // getattr(self.decompressor, "upsample", 1)))
+        return math.lcm(enc_chunk, self.hop_length, dec_chunk)
+
+    @property
+    def algorithmic_latency(self) -> float:
+        """Seconds from a sample entering the encoder to its reconstruction being computable:
+        one streaming chunk (FocalCodec-Stream: 1280 samples = 80 ms)."""
+        return self.chunk_size / self.sample_rate
+
+    def _check_streaming(self) -> None:
+        if not self.streaming:
+            names = [type(m).__name__ for m in (self.encoder, self.compressor, self.decompressor, self.decoder)
+                     if not (isinstance(m, nn.Identity) or getattr(m, "streaming", False))]
+            raise CodecError(f"this codec does not stream: {', '.join(names)} not causal")
+
+    def stream_encoder(self) -> "StreamEncoder":
+        """A stateful encoder: feed consecutive chunks of ``chunk_size`` samples (the last may be
+        shorter); the concatenated tokens equal :meth:`sig_to_toks` of the whole signal."""
+        self._check_streaming()
+        return StreamEncoder(self)
+
+    def stream_decoder(self) -> "StreamDecoder":
+        """A stateful decoder: feed consecutive token chunks of ``chunk_size / hop_length`` frames;
+        the concatenated signal equals :meth:`toks_to_sig` of all tokens."""
+        self._check_streaming()
+        return StreamDecoder(self)
 
     # ------------------------------------------------------------------ metadata
     def describe(self) -> dict:
@@ -161,11 +221,14 @@ class Codec(nn.Module):
             "quantizer": type(self.quantizer).__name__,
             "decoder": type(self.decoder).__name__,
             "sample_rate": self.sample_rate,
+            "output_sample_rate": self.output_sample_rate,
             "hop_length": self.hop_length,
             "frame_rate": self.frame_rate,
             "codebook_sizes": self.codebook_sizes,
             "bitrate": self.bitrate,
             "num_parameters": sum(p.numel() for p in self.parameters()),
+            "streaming": self.streaming,
+            **({"algorithmic_latency_ms": 1000 * self.algorithmic_latency} if self.streaming else {}),
         }
 
     def compute_config_hash(self, codec_yaml: str) -> str:
@@ -240,3 +303,56 @@ class Codec(nn.Module):
             codec.token_model = TokenModel.load(folder / ENTROPY_MODEL)
         codec.eval()
         return codec
+
+
+class StreamEncoder:
+    """Chunk-by-chunk ``sig -> toks`` with the lobes' left contexts carried in ``cache``.
+
+    Example
+    -------
+    >>> from speechbrain_codec.encoders import FocalWavLM
+    >>> from speechbrain_codec.compressors import FocalCompressor, FocalDecompressor
+    >>> from speechbrain_codec.quantizers import BinarySphericalQuantizer
+    >>> from speechbrain_codec.decoders import WaveNeXtDecoder
+    >>> enc = FocalWavLM([8] * 7, num_layers=1, dim=16, ffn_dim=32, num_heads=4, conv_pos=8,
+    ...                  conv_pos_groups=4, causal=True)
+    >>> codec = Codec(enc, BinarySphericalQuantizer(16), WaveNeXtDecoder(16, 16, 32, 1, 480),
+    ...               FocalCompressor(16, 4, [8], [1], causal=True),
+    ...               FocalDecompressor(4, 16, [8], [1], causal=True)).eval()
+    >>> codec.chunk_size, codec.algorithmic_latency
+    (1280, 0.08)
+    >>> sig = torch.randn(1, 4 * 1280)
+    >>> stream = codec.stream_encoder()
+    >>> toks = torch.cat([stream(c) for c in sig.split(codec.chunk_size, dim=-1)], dim=1)
+    >>> torch.equal(toks, codec.sig_to_toks(sig))
+    True
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec, self.cache, self.done = codec, {}, False
+
+    @torch.no_grad()
+    def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
+        """``chunk [B, n]`` -> ``toks [B, n / hop_length, K]``."""
+        if self.done:
+            raise CodecError("stream_encoder: a chunk shorter than chunk_size ended the stream")
+        if chunk.shape[-1] % self.codec.chunk_size:
+            self.done = True
+            chunk = self.codec.pad(chunk)
+        c = self.codec
+        lats = c.compressor(c.encoder(chunk, cache=self.cache), cache=self.cache)
+        return c.quantizer(lats).toks
+
+
+class StreamDecoder:
+    """Chunk-by-chunk ``toks -> sig`` (see :class:`StreamEncoder`)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec, self.cache = codec, {}
+
+    @torch.no_grad()
+    def __call__(self, toks: torch.Tensor) -> torch.Tensor:
+        """``toks [B, n, K]`` -> ``sig [B, n * output_hop_length]``."""
+        c = self.codec
+        x = c.decompressor(c.quantizer.toks_to_qlats(toks), cache=self.cache)
+        return c.decoder(x, cache=self.cache)

@@ -2,5 +2,6 @@
 
 from .base import Decoder
 from .vocos import ISTFTHead, VocosDecoder
+from .wavenext import WaveNeXtDecoder, WaveNeXtHead
 
-__all__ = ["Decoder", "VocosDecoder", "ISTFTHead"]
+__all__ = ["Decoder", "VocosDecoder", "ISTFTHead", "WaveNeXtDecoder", "WaveNeXtHead"]

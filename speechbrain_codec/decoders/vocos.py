@@ -46,12 +46,12 @@ class ISTFTHead(nn.Module):
     def __init__(self, dim: int, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
-        self.out = nn.Linear(dim, n_fft + 2)
+        self.proj = nn.Linear(dim, n_fft + 2)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, dim] -> sig [B, T * hop_length]``."""
-        x = self.out(x).transpose(1, 2)
+        x = self.proj(x).transpose(1, 2)
         log_mag, phase = x.chunk(2, dim=1)
         mag = torch.exp(log_mag).clamp(max=1e2)
         spec = torch.polar(mag.float(), phase.float())
@@ -60,6 +60,10 @@ class ISTFTHead(nn.Module):
 
 class VocosDecoder(Decoder):
     """Optional frame-rate upsampling, ConvNeXt backbone, iSTFT head.
+
+    Parameter names follow FocalCodec's ``Vocos`` (``backbone.*``, ``head.proj``), so FocalCodec's
+    non-causal decoders load unchanged (FocalCodec: ``in_channels=1024, dim=512,
+    intermediate_dim=1536, num_layers=8, n_fft=1024, hop_length=320``).
 
     Parameters
     ----------

@@ -2,5 +2,6 @@
 
 from .base import Encoder
 from .mel import LogMelFeatures, MelEncoder
+from .wavlm import FocalWavLM
 
-__all__ = ["Encoder", "MelEncoder", "LogMelFeatures"]
+__all__ = ["Encoder", "MelEncoder", "LogMelFeatures", "FocalWavLM"]

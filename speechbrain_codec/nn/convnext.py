@@ -1,9 +1,16 @@
-"""ConvNeXt 1-D blocks as used by Vocos (Siuzdak, 2023) and FocalCodec's decoders."""
+"""ConvNeXt 1-D blocks as used by Vocos (Siuzdak, 2023) and FocalCodec's decoders.
+
+Parameter names follow FocalCodec's Vocos / WaveNeXt backbones (``embedding``, ``input_norm``,
+``layers.i.{dwconv,norm,pwconv1,pwconv2,gamma}``, ``output_norm``) so that published decoder
+weights load unchanged.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .streaming import StreamCache, pad_left
 
 __all__ = ["ConvNeXtBlock", "ConvNeXtStack"]
 
@@ -22,7 +29,8 @@ class ConvNeXtBlock(nn.Module):
     layer_scale_init : float
         Initial value of the per-channel residual scale.
     causal : bool
-        Left-pad the depthwise convolution so that no output depends on future frames.
+        Left-pad the depthwise convolution with zeros so that no output depends on future
+        frames; streaming then carries the left context in ``cache``.
 
     Example
     -------
@@ -40,20 +48,20 @@ class ConvNeXtBlock(nn.Module):
         causal: bool = False,
     ) -> None:
         super().__init__()
-        self.causal = causal
-        self.pad = (kernel_size - 1, 0) if causal else (kernel_size // 2, kernel_size // 2)
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim)
+        self.causal, self.kernel_size = causal, kernel_size
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, groups=dim, padding=0 if causal else "same")
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, intermediate_dim)
         self.act = nn.GELU()
         self.pwconv2 = nn.Linear(intermediate_dim, dim)
         self.gamma = nn.Parameter(layer_scale_init * torch.ones(dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         """``x [B, C, T] -> [B, C, T]``."""
         residual = x
-        x = self.dwconv(nn.functional.pad(x, self.pad))
-        x = x.transpose(1, 2)
+        if self.causal:
+            x = pad_left(x, self.kernel_size - 1, self, cache, mode="constant")
+        x = self.dwconv(x).transpose(1, 2)
         x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
         x = (self.gamma * x).transpose(1, 2)
         return residual + x
@@ -77,22 +85,26 @@ class ConvNeXtStack(nn.Module):
         num_layers: int,
         kernel_size: int = 7,
         causal: bool = False,
+        layer_scale_init: float | None = None,
     ) -> None:
         super().__init__()
-        self.causal = causal
-        self.pad = (kernel_size - 1, 0) if causal else (kernel_size // 2, kernel_size // 2)
-        self.embed = nn.Conv1d(in_channels, dim, kernel_size)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.blocks = nn.ModuleList(
-            ConvNeXtBlock(dim, intermediate_dim, kernel_size, 1.0 / max(num_layers, 1), causal)
+        self.causal, self.kernel_size = causal, kernel_size
+        if layer_scale_init is None:
+            layer_scale_init = 1.0 / max(num_layers, 1)
+        self.embedding = nn.Conv1d(in_channels, dim, kernel_size, padding=0 if causal else "same")
+        self.input_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.layers = nn.ModuleList(
+            ConvNeXtBlock(dim, intermediate_dim, kernel_size, layer_scale_init, causal)
             for _ in range(num_layers)
         )
-        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.output_norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         """``x [B, C_in, T] -> [B, T, dim]``."""
-        x = self.embed(nn.functional.pad(x, self.pad))
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        for blk in self.blocks:
-            x = blk(x)
-        return self.final_norm(x.transpose(1, 2))
+        if self.causal:
+            x = pad_left(x, self.kernel_size - 1, self, cache, mode="constant")
+        x = self.embedding(x)
+        x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
+        for blk in self.layers:
+            x = blk(x, cache)
+        return self.output_norm(x.transpose(1, 2))

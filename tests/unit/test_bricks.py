@@ -51,7 +51,7 @@ def test_codec_rates_are_derived():
 
 
 def test_codec_hop_mismatch_is_refused():
-    with pytest.raises(ValueError, match="decoder would not give back"):
+    with pytest.raises(ValueError, match="would not last as long"):
         Codec(MelEncoder(16000, 4, dim=8, intermediate_dim=8, num_layers=1, downsample=2),
               FSQ([4, 4, 4, 4]), VocosDecoder(4, dim=8, intermediate_dim=8, num_layers=1))
 

@@ -1,0 +1,28 @@
+"""Compressors and decompressors: change the frame rate and width between encoder, quantizer
+and decoder. They expose integer ``downsample`` / ``upsample`` attributes that ``Codec`` uses to
+derive its frame rate."""
+
+from .focalnet import (
+    DynamicTanh,
+    FocalBlock,
+    FocalCompressor,
+    FocalDecompressor,
+    FocalDownScale,
+    FocalModulation,
+    FocalUpScale,
+    Snake,
+)
+from .progressive import grow_codec, progressive_param_groups
+
+__all__ = [
+    "DynamicTanh",
+    "FocalBlock",
+    "FocalCompressor",
+    "FocalDecompressor",
+    "FocalDownScale",
+    "FocalModulation",
+    "FocalUpScale",
+    "Snake",
+    "grow_codec",
+    "progressive_param_groups",
+]
