@@ -108,8 +108,9 @@ def decode_file(codec, src: str | Path, dst: str | Path) -> dict:
     if bs.codebook_sizes != codec.codebook_sizes or bs.hop_length != codec.hop_length:
         raise CodecError(f"{src}: codebooks {bs.codebook_sizes} / hop {bs.hop_length} do not fit the checkpoint")
     with torch.no_grad():
-        sig = codec.toks_to_sig(torch.as_tensor(bs.toks)[None])[0, : bs.num_samples]
-    save_audio(dst, sig, bs.sample_rate)
+        sig = codec.toks_to_sig(torch.as_tensor(bs.toks)[None])
+    sig = codec.fit_length(sig, codec.output_length(bs.num_samples))[0]
+    save_audio(dst, sig, codec.output_sample_rate)
     return {"duration": bs.duration}
 
 

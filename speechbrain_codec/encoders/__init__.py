@@ -2,6 +2,8 @@
 
 from .base import Encoder
 from .mel import LogMelFeatures, MelEncoder
+from .ssl import SSLEncoder
 from .wavlm import FocalWavLM
+from .whisper_frontend import WhisperLogMel
 
-__all__ = ["Encoder", "MelEncoder", "LogMelFeatures", "FocalWavLM"]
+__all__ = ["Encoder", "MelEncoder", "LogMelFeatures", "FocalWavLM", "SSLEncoder", "WhisperLogMel"]
