@@ -58,6 +58,16 @@ def main(argv: list[str]) -> None:
         overrides=overrides,
     )
     codec, codec_yaml = load_codec_yaml(hparams["codec_hparams"], hparams["codec_overrides"])
+    if hparams.get("init_from"):
+        # progressive compression: start from a trained codec with `new_layers` fewer layer pairs
+        import torch
+
+        from speechbrain_codec.compressors import inherit_weights
+
+        base = torch.load(f"{hparams['init_from']}/codec.ckpt", map_location="cpu", weights_only=True)
+        hparams["new_modules"] = inherit_weights(codec, base, hparams["new_layers"])
+        print(f"initialised from {hparams['init_from']}; {hparams['new_layers']} new layer pair(s) at lr "
+              f"{hparams['lr_new']}, inherited layers at lr {hparams['lr_old']}")
     train, valid, whole = dataio_prepare(hparams)
     # k-means / DPDP codebooks are fitted before training; on resume the checkpoint's codebook
     # replaces this (identical, as fitting is seeded) one when fit() recovers

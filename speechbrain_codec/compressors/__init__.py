@@ -12,7 +12,7 @@ from .focalnet import (
     FocalUpScale,
     Snake,
 )
-from .progressive import grow_codec, progressive_param_groups
+from .progressive import grow_codec, inherit_weights, progressive_param_groups
 
 __all__ = [
     "DynamicTanh",
@@ -24,5 +24,6 @@ __all__ = [
     "FocalUpScale",
     "Snake",
     "grow_codec",
+    "inherit_weights",
     "progressive_param_groups",
 ]

@@ -12,7 +12,7 @@ from torch import nn
 
 from .focalnet import FocalCompressor, FocalDecompressor
 
-__all__ = ["grow_codec", "progressive_param_groups"]
+__all__ = ["grow_codec", "inherit_weights", "progressive_param_groups"]
 
 
 def grow_codec(codec: nn.Module, factor: int = 2) -> list[nn.Module]:
@@ -67,3 +67,38 @@ def progressive_param_groups(
     new = [p for p in codec.parameters() if id(p) in new_ids and p.requires_grad]
     old = [p for p in codec.parameters() if id(p) not in new_ids and p.requires_grad]
     return [{"name": "new", "params": new, "lr": lr_new}, {"name": "old", "params": old, "lr": lr_old}]
+
+
+def inherit_weights(codec: nn.Module, base_state: dict, new_layers: int = 1) -> list[nn.Module]:
+    """Load a base checkpoint into ``codec`` built with ``new_layers`` more Focal layer pairs.
+
+    ``codec`` is the grown architecture written as a configuration (compressor
+    ``downscale_factors`` and ``hidden_dims`` extended at the end, decompressor ones at the
+    start), the form a recipe exports; the base decompressor's layer ``i`` becomes layer
+    ``i + new_layers``. Every inherited tensor must be present and fit; only the new layers may
+    stay unset. Returns the "new" modules for :func:`progressive_param_groups`.
+    """
+    import re
+
+    from ..utils import CodecError
+
+    state = {}
+    for key, value in base_state.items():
+        m = re.fullmatch(r"decompressor\.layers\.(\d+)\.(.*)", key)
+        state[f"decompressor.layers.{int(m[1]) + new_layers}.{m[2]}" if m else key] = value
+    comp, decomp = codec.compressor, codec.decompressor
+    n_comp = len(comp.layers)
+    new = [*comp.layers[n_comp - new_layers :], *decomp.layers[:new_layers], comp.out_proj, decomp.in_proj]
+    new_keys = {f"compressor.layers.{i}." for i in range(n_comp - new_layers, n_comp)}
+    new_keys |= {f"decompressor.layers.{i}." for i in range(new_layers)}
+    own = codec.state_dict()
+    missing = sorted(k for k in set(own) - set(state) if not any(k.startswith(p) for p in new_keys))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        raise CodecError(
+            f"the base checkpoint does not fit the grown codec: missing {missing}, unexpected "
+            f"{unexpected}, shape mismatches {shapes}"
+        )
+    codec.load_state_dict(state, strict=False)
+    return new

@@ -79,6 +79,13 @@ class CodecBrain(sb.Brain):
 
     def compute_objectives(self, predictions, batch, stage):
         sig, _ = batch.sig
+        codec = self.modules.codec
+        codec = codec.module if hasattr(codec, "module") else codec
+        if codec.output_sample_rate != codec.sample_rate:
+            # e.g. FocalCodec-Stream: 16 kHz in, 24 kHz out; the losses compare at the output rate
+            import torchaudio
+
+            sig = torchaudio.functional.resample(sig, codec.sample_rate, codec.output_sample_rate)
         sig_hat = predictions.sig[..., : sig.shape[-1]]
         sig = sig[..., : sig_hat.shape[-1]]
         weights = self.hparams.loss_weights
@@ -93,7 +100,19 @@ class CodecBrain(sb.Brain):
         self.loss_terms: dict[str, list[float]] = {}
 
     def init_optimizers(self):
-        super().init_optimizers()
+        new_modules = getattr(self.hparams, "new_modules", None)
+        if new_modules and self.opt_class is not None:
+            # progressive compression: dual learning rate for the new layers and the inherited ones
+            from ..compressors import progressive_param_groups
+
+            self.optimizer = self.opt_class(
+                progressive_param_groups(self.modules, new_modules, self.hparams.lr_new, self.hparams.lr_old)
+            )
+            self.optimizers_dict = {"opt_class": self.optimizer}
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("optimizer", self.optimizer)
+        else:
+            super().init_optimizers()
         if self.optimizer is not None and getattr(self.hparams, "lr_schedule", None) is not None:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule)
             if self.checkpointer is not None:

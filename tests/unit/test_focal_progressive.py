@@ -1,0 +1,82 @@
+"""FocalCodec-style lobes beyond the golden files: streaming of grown (25 / 12.5 Hz) causal
+codecs, progressive growth, dual learning rate, and the tiny recipe configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechbrain_codec.compressors import grow_codec, inherit_weights, progressive_param_groups
+from speechbrain_codec.training import load_codec_yaml
+from speechbrain_codec.utils import CodecError
+
+YAML = Path(__file__).resolve().parents[2] / "recipes" / "mini" / "hparams" / "codec" / "focalcodec_tiny.yaml"
+SMALL = {"dim": 16, "intermediate_dim": 32, "enc_layers": 1, "dec_layers": 1, "hidden_dims": [16, 16],
+         "dec_hidden_dims": [16, 16]}
+
+
+def grown(levels: int) -> dict:
+    return {**SMALL, "hidden_dims": [16] * (2 + levels), "downscale_factors": [1, 1] + [2] * levels,
+            "dec_hidden_dims": [16] * (2 + levels), "upscale_factors": [2] * levels + [1, 1]}
+
+
+@pytest.mark.parametrize("levels", [0, 1, 2])
+def test_streaming_equals_offline_at_50_25_and_12_5_hz(levels):
+    torch.manual_seed(levels)
+    codec, _ = load_codec_yaml(str(YAML), grown(levels))
+    codec.eval()
+    assert codec.frame_rate == 50 / 2**levels and codec.streaming
+    assert codec.chunk_size == 1280 and codec.algorithmic_latency == pytest.approx(0.08)
+    sig = torch.randn(2, 16000 * 2)
+    offline_toks = codec.sig_to_toks(sig)
+    enc = codec.stream_encoder()
+    toks = torch.cat([enc(c) for c in sig.split(codec.chunk_size, dim=-1)], dim=1)
+    assert torch.equal(toks, offline_toks)
+    dec = codec.stream_decoder()
+    frames = codec.chunk_size // codec.hop_length
+    rec = torch.cat([dec(t) for t in toks.split(frames, dim=1)], dim=1)
+    torch.testing.assert_close(rec, codec.toks_to_sig(toks), atol=1e-5, rtol=1e-5)
+
+
+def test_non_causal_codec_refuses_to_stream():
+    codec, _ = load_codec_yaml(str(YAML), {**SMALL, "causal": False})
+    assert not codec.streaming
+    with pytest.raises(CodecError, match="does not stream"):
+        codec.stream_encoder()
+
+
+def test_grow_in_memory_equals_the_grown_configuration():
+    torch.manual_seed(0)
+    base, _ = load_codec_yaml(str(YAML), SMALL)
+    target, _ = load_codec_yaml(str(YAML), grown(1))
+    new = grow_codec(base)
+    assert base.frame_rate == 25.0 and base.bitrate == pytest.approx(275.0)
+    assert set(base.state_dict()) == set(target.state_dict())
+    target.load_state_dict(base.state_dict())
+    sig = torch.randn(1, 6400)
+    base.eval(), target.eval()
+    torch.testing.assert_close(base(sig).sig, target(sig).sig)
+    assert new[0] is base.compressor.layers[-1] and new[1] is base.decompressor.layers[0]
+
+
+def test_inherit_weights_and_dual_learning_rate():
+    torch.manual_seed(0)
+    base, _ = load_codec_yaml(str(YAML), SMALL)
+    codec, _ = load_codec_yaml(str(YAML), grown(1))
+    new = inherit_weights(codec, base.state_dict(), new_layers=1)
+    # inherited weights moved to their new places
+    torch.testing.assert_close(codec.decompressor.layers[1].upscale.upscale.weight,
+                               base.decompressor.layers[0].upscale.upscale.weight)
+    torch.testing.assert_close(codec.compressor.layers[0].downscale.downscale.weight,
+                               base.compressor.layers[0].downscale.downscale.weight)
+    groups = progressive_param_groups(codec, new, lr_new=5e-4, lr_old=5e-5)
+    n_new = sum(p.numel() for p in groups[0]["params"])
+    n_old = sum(p.numel() for p in groups[1]["params"])
+    assert n_new + n_old == sum(p.numel() for p in codec.parameters())
+    assert n_new == sum(p.numel() for m in new for p in m.parameters())
+    opt = torch.optim.AdamW(groups)
+    assert [g["lr"] for g in opt.param_groups] == [5e-4, 5e-5]
+    with pytest.raises(CodecError, match="does not fit"):
+        inherit_weights(codec, {**base.state_dict(), "extra.weight": torch.zeros(1)})
