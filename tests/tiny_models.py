@@ -12,8 +12,12 @@ WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|zh|>"
                     "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
 
 
-def tiny_whisper(folder: str | Path) -> Path:
-    """Byte-level Whisper with en/zh language tokens, 1 layer, d_model 16."""
+def tiny_whisper(folder: str | Path, audio_gain: float = 1.0, max_source_positions: int = 1500) -> Path:
+    """Byte-level Whisper with en/zh language tokens, 1 layer, d_model 16.
+
+    ``audio_gain`` scales the decoder's cross-attention output and ``max_source_positions`` sets
+    the input window (1500 = 30 s): a random tiny Whisper barely listens to 1 s of audio in a
+    30-s window, so loss tests that need the logits to depend on it shorten the window."""
     from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
                               WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
     from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -30,11 +34,14 @@ def tiny_whisper(folder: str | Path) -> Path:
     ids = {s: tok.convert_tokens_to_ids(s) for s in WHISPER_SPECIALS}
     cfg = WhisperConfig(vocab_size=len(tok), num_mel_bins=80, encoder_layers=1, decoder_layers=1, d_model=16,
                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=64,
+                        decoder_ffn_dim=32, max_source_positions=max_source_positions, max_target_positions=64,
                         decoder_start_token_id=ids["<|startoftranscript|>"], pad_token_id=ids[eot],
                         bos_token_id=ids[eot], eos_token_id=ids[eot])
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(cfg)
+    with torch.no_grad():
+        for layer in model.model.decoder.layers:
+            layer.encoder_attn.out_proj.weight.mul_(audio_gain)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[eot], pad_token_id=ids[eot],
         lang_to_id={"<|en|>": ids["<|en|>"], "<|zh|>": ids["<|zh|>"]},

@@ -1,7 +1,8 @@
 """A SpeechBrain ``Brain`` that trains any :class:`~speechbrain_codec.codec.Codec`.
 
 The hparams provide ``codec`` (through ``modules``), ``losses`` (name -> module taking
-``(sig_hat, sig)``), ``loss_weights`` (name -> float; quantizer losses are weighted by their own
+``(sig_hat, sig)``; ASR losses with ``takes_text`` also get the batch's ``text`` and ``lang``;
+latent losses with ``takes_latents`` get ``(qlats, lats)``), ``loss_weights`` (name -> float; quantizer losses are weighted by their own
 names), ``opt_class`` and ``lr_schedule`` (a callable of the optimizer step, e.g.
 :class:`WarmupCosine`). The scheduler is stepped once per optimizer step and checkpointed, so a
 resumed run continues at the same step with the same learning rate.
@@ -77,24 +78,45 @@ class CodecBrain(sb.Brain):
         sig, lens = batch.sig
         return self.modules.codec(sig, lens)
 
-    def compute_objectives(self, predictions, batch, stage):
-        sig, _ = batch.sig
+    def _codec(self):
         codec = self.modules.codec
-        codec = codec.module if hasattr(codec, "module") else codec
+        return codec.module if hasattr(codec, "module") else codec
+
+    def targets(self, predictions, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sig_hat, sig)`` at the codec's output rate, cut to a common length."""
+        sig, _ = batch.sig
+        codec = self._codec()
         if codec.output_sample_rate != codec.sample_rate:
             # e.g. FocalCodec-Stream: 16 kHz in, 24 kHz out; the losses compare at the output rate
             import torchaudio
 
             sig = torchaudio.functional.resample(sig, codec.sample_rate, codec.output_sample_rate)
         sig_hat = predictions.sig[..., : sig.shape[-1]]
-        sig = sig[..., : sig_hat.shape[-1]]
-        weights = self.hparams.loss_weights
-        terms = {name: fn(sig_hat, sig) for name, fn in self.hparams.losses.items()}
+        return sig_hat, sig[..., : sig_hat.shape[-1]]
+
+    def loss_terms_of(self, predictions, batch, sig_hat, sig) -> dict[str, torch.Tensor]:
+        """Every configured loss (and the quantizer's), unweighted."""
+        terms = {}
+        for name, fn in self.hparams.losses.items():
+            if getattr(fn, "takes_latents", False):
+                terms[name] = fn(predictions.qlats, predictions.lats)
+            elif getattr(fn, "takes_text", False):
+                terms[name] = fn(sig_hat, sig, getattr(batch, "text", None), getattr(batch, "lang", None))
+            else:
+                terms[name] = fn(sig_hat, sig)
         terms.update(predictions.losses)
-        total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        return terms
+
+    def weigh(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted sum (``loss_weights``, default 1); records each term for the logs."""
+        weights = self.hparams.loss_weights
         for name, value in terms.items():
             self.loss_terms.setdefault(name, []).append(float(value.detach()))
-        return total
+        return sum(weights.get(name, 1.0) * value for name, value in terms.items())
+
+    def compute_objectives(self, predictions, batch, stage):
+        sig_hat, sig = self.targets(predictions, batch)
+        return self.weigh(self.loss_terms_of(predictions, batch, sig_hat, sig))
 
     def on_stage_start(self, stage, epoch=None):
         self.loss_terms: dict[str, list[float]] = {}
@@ -119,6 +141,24 @@ class CodecBrain(sb.Brain):
                 self.checkpointer.add_recoverable("scheduler", self.scheduler)
         else:
             self.scheduler = None
+
+    def optimizers_step(self):
+        """As speechbrain's, but gradient clipping covers every parameter group (speechbrain
+        clips only the first group, which would leave the inherited layers of progressive
+        training unclipped)."""
+        opts = self.freeze_optimizers(self.optimizers_dict) if self.optimizers_dict else {"optimizer": self.optimizer}
+        for opt in opts.values():
+            self.scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        for opt in opts.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        for opt in opts.values():
+            opt.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         if should_step and self.scheduler is not None:
