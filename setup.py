@@ -35,6 +35,7 @@ setup(
                  "amfm-decompy>=1.0.11", "pyloudnorm>=0.1", "matplotlib>=3.7", "pyyaml", "scipy"],
         "quant": ["vector-quantize-pytorch>=1.20", "constriction>=0.4", "scikit-learn>=1.3", "safetensors>=0.4", "numba>=0.60"],
         "ssl": ["transformers>=4.40", "sentencepiece"],
+        "align": ["praatio>=6"],
         "test": ["pytest>=8", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["speechbrain-codec=speechbrain_codec.cli:main"]},

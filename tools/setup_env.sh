@@ -29,7 +29,7 @@ else
   log "installing torch 2.11.0 + torchaudio 2.11.0 (first time: ~3 GB, about a minute)"
   "${pip[@]}" torch==2.11.0 torchaudio==2.11.0
   log "installing speechbrain-codec and its pinned dependencies"
-  "${pip[@]}" -e "$root[eval,quant,ssl,test]"
+  "${pip[@]}" -e "$root[align,eval,quant,ssl,test]"
   echo "$stamp_key" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
 fi
 
