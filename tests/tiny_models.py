@@ -84,3 +84,19 @@ def tiny_wavlm_sv(folder: str | Path) -> Path:
     WavLMForXVector(cfg).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
     return folder
+
+
+def tiny_bert(folder: str | Path) -> Path:
+    """BERT with a letter-level WordPiece vocabulary (any lower-case word tokenizes), hidden 16."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = "abcdefghijklmnopqrstuvwxyz'"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{c}" for c in letters), "the", "and"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    return folder

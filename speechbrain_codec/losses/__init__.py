@@ -9,6 +9,7 @@
 | ``WhisperTokenLoss`` | FocalCodec-S / LM-loss codec Whisper CE | signals + texts, langs |
 | ``CTCLoss`` | CTC ASR loss | signals + texts |
 | ``DistillLoss`` | LM-loss codec distill | latents |
+| ``TTRLoss`` | LM-loss codec TTR (frozen pretrained summariser) | signals + alignments (``takes_alignment``) |
 | ``generator_adversarial_loss``, ``discriminator_loss``, ``feature_matching_loss`` | HiFi-GAN LSGAN + FM | discriminator outputs |
 """
 
@@ -16,15 +17,20 @@ from .adversarial import discriminator_loss, feature_matching_loss, generator_ad
 from .asr import CTCLoss, WhisperTokenLoss
 from .feature import DistillLoss, SSLFeatureLoss
 from .spectral import MultiResolutionMelLoss, MultiResolutionSTFTLoss
+from .ttr import BertTargets, TTRLoss, TTRSummariser, pretrain_summariser
 
 __all__ = [
+    "BertTargets",
     "CTCLoss",
     "DistillLoss",
     "MultiResolutionMelLoss",
     "MultiResolutionSTFTLoss",
     "SSLFeatureLoss",
+    "TTRLoss",
+    "TTRSummariser",
     "WhisperTokenLoss",
     "discriminator_loss",
     "feature_matching_loss",
     "generator_adversarial_loss",
+    "pretrain_summariser",
 ]

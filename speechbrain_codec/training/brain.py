@@ -100,6 +100,8 @@ class CodecBrain(sb.Brain):
         for name, fn in self.hparams.losses.items():
             if getattr(fn, "takes_latents", False):
                 terms[name] = fn(predictions.qlats, predictions.lats)
+            elif getattr(fn, "takes_alignment", False):
+                terms[name] = fn(sig_hat, batch.alignment)
             elif getattr(fn, "takes_text", False):
                 terms[name] = fn(sig_hat, sig, getattr(batch, "text", None), getattr(batch, "lang", None))
             else:
