@@ -111,7 +111,6 @@ def main() -> None:
         lat = f"{row['algorithmic_latency_ms']:.0f} ms" if causal else "-"
         print(f"{name:28s} {row['bitrate']:6.0f} {row['params_M']:7.1f}M {fmt('encode_rtf'):>8s} {fmt('decode_rtf'):>8s} "
               f"{fmt('stream_encode_rtf'):>10s} {fmt('stream_decode_rtf'):>10s} {lat:>8s}")
-        del codec
     result = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": args.threads,
               "torch": torch.__version__, "audio_seconds": seconds, "rows": rows}
     if device.type == "cuda":

@@ -173,17 +173,19 @@ class Codec(nn.Module):
         return self.decoder(self.decompressor(self.quantizer.toks_to_qlats(toks)))
 
     # ------------------------------------------------------------------ streaming
+    def _non_streaming_lobes(self) -> list[str]:
+        lobes = [self.encoder, self.compressor, self.decompressor, self.decoder]
+        return [type(m).__name__ for m in lobes if not (isinstance(m, nn.Identity) or getattr(m, "streaming", False))]
+
     @property
     def streaming(self) -> bool:
         """Whether every lobe is causal and streams (:meth:`stream_encoder`, :meth:`stream_decoder`)."""
-        lobes = [self.encoder, self.compressor, self.decompressor, self.decoder]
-        return all(isinstance(m, nn.Identity) or getattr(m, "streaming", False) for m in lobes)
+        return not self._non_streaming_lobes()
 
     @property
     def chunk_size(self) -> int:
         """Input samples per streaming step: the encoder's look-ahead chunk, rounded up to whole
         token frames and to the decompressor's refiner chunk."""
-
         enc_chunk = self.encoder.hop_length * getattr(self.encoder, "chunk_frames", 1)
         dec_frames = getattr(self.decompressor, "chunk_frames", 1)
         dec_chunk = self.hop_length * max(1, -(-dec_frames // getattr(self.decompressor, "upsample", 1)))
@@ -196,9 +198,8 @@ class Codec(nn.Module):
         return self.chunk_size / self.sample_rate
 
     def _check_streaming(self) -> None:
-        if not self.streaming:
-            names = [type(m).__name__ for m in (self.encoder, self.compressor, self.decompressor, self.decoder)
-                     if not (isinstance(m, nn.Identity) or getattr(m, "streaming", False))]
+        names = self._non_streaming_lobes()
+        if names:
             raise CodecError(f"this codec does not stream: {', '.join(names)} not causal")
 
     def stream_encoder(self) -> "StreamEncoder":

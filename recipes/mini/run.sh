@@ -25,7 +25,7 @@ entropy=false           # true: fit a token model on the training clips, range-c
 metrics=all             # evaluation metrics (comma-separated, or all offline ones)
 asr=pocketsphinx        # ASR for WER/dWER: pocketsphinx | whisper:<id or path> | ctc:<id or path> | none
 listening_items=3       # items per listening test (stage 8)
-train_args=""           # extra train.py overrides, e.g. "--number_of_epochs 5"
+train_args=""           # extra train.py overrides, shell-quoted: "--number_of_epochs 5 --codec_overrides '{levels: [8, 8]}'"
 
 . "$root/tools/parse_options.sh"
 . "$root/tools/stage_lib.sh"
@@ -54,10 +54,10 @@ k_train=$(stage_key train "$k_prepare" "$(hash_files "$hparams" "$codec_hparams"
 if run_stage $s_train "train the codec (resumes from the last checkpoint)"; then
   require "$exp/data/train.csv" $s_prepare prepare
   if ! stage_done $s_train "$exp/train/.done" "$k_train"; then
-    # shellcheck disable=SC2086
+    eval "extra_args=($train_args)"  # shell quoting inside --train_args is honoured
     python "$here/train.py" "$hparams" --data_folder "$data_folder" --manifest_folder "$exp/data" \
       --output_folder "$exp/train" --codec_hparams "$codec_hparams" --device "$device" \
-      "${debug_args[@]}" $train_args
+      "${debug_args[@]}" "${extra_args[@]}"
     mark_done "$exp/train/.done" "$k_train"
   fi
 fi

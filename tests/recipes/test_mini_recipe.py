@@ -129,3 +129,26 @@ def test_entropy_coded_bitstreams(finished, tmp_path):
     plain = {p.name: p.read_bytes() for p in (exp / "decoded").glob("*.wav")}
     coded = {p.name: p.read_bytes() for p in (tmp_path / "exp" / "decoded").glob("*.wav")}
     assert plain == coded  # entropy coding is lossless
+
+
+def test_progressive_compression_through_the_recipe(tmp_path):
+    """50 Hz FocalCodec-style codec, then its 25 Hz growth started from it with a dual LR."""
+    import torch
+
+    from speechbrain_codec.codec import Codec
+
+    yaml = str(ROOT / "recipes" / "mini" / "hparams" / "codec" / "focalcodec_tiny.yaml")
+    base = run("--exp", str(tmp_path / "base"), "--codec_hparams", yaml, "--stop_stage", "2")
+    assert base.returncode == 0, base.stdout[-3000:] + base.stderr[-3000:]
+    grown = ("{dim: 16, intermediate_dim: 32, enc_layers: 1, dec_layers: 1, hidden_dims: [64, 64, 64], "
+             "downscale_factors: [1, 1, 2], dec_hidden_dims: [64, 64, 64], upscale_factors: [2, 1, 1]}")
+    proc = run("--exp", str(tmp_path / "grown"), "--codec_hparams", yaml, "--stop_stage", "4", "--train_args",
+               f"--init_from {tmp_path / 'base' / 'train' / 'codec'} --codec_overrides '{grown}'")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 new layer pair(s) at lr 0.0005, inherited layers at lr 5e-05" in proc.stdout
+    small = Codec.from_pretrained(tmp_path / "base" / "train" / "codec")
+    big = Codec.from_pretrained(tmp_path / "grown" / "train" / "codec")
+    assert (small.frame_rate, big.frame_rate) == (50.0, 25.0) and big.bitrate == 275.0
+    assert len(list((tmp_path / "grown" / "decoded").glob("*.wav"))) == 6
+    # the inherited encoder is trained at the low rate: it moved, but less than a new layer would
+    assert not torch.equal(small.encoder.feature_proj.weight, big.encoder.feature_proj.weight)
