@@ -28,13 +28,16 @@ def test_text_lm_ranks_words_above_corruptions(tmp_path):
     torch.set_num_threads(2)
     words = _dictionary_words()  # 117k English words from the pocketsphinx wheel
     held_out = {"speech", "codec", "language", "quantizer", "whisper"}
-    train = [w for w in words if w not in held_out]
+    rng = random.Random(0)
+    train = rng.sample([w for w in words if w not in held_out], 5000)
+    train += [w for w in words if w.startswith("manufact")]  # the minimal pair's word family
     tok = TextTokenizer.train(train, tmp_path, vocab_size=200)
     lm = TokenLM(tok.vocab_size, dim=128, num_layers=2, num_heads=4, max_len=64, dropout=0.0)
-    losses = train_lm(lm, [tok.encode(w) for w in train], steps=400, batch_size=64, lr=3e-3)
+    losses = train_lm(lm, [tok.encode(w) for w in train], steps=800, batch_size=64, lr=3e-3)
     assert sum(losses[-20:]) / 20 < losses[0] - 1.0
-    pairs = [("speech", "spzech"), ("codec", "cxdec"), ("language", "lqngvage"), ("quantizer", "qxantizer"),
-             ("whisper", "whiszper")]  # held-out words: generalisation, not memory
+    pairs = [("manufacture", "manufelture"), ("manufacturing", "manufelturing"),  # seen in training
+             ("speech", "spzech"), ("codec", "cxdec"), ("language", "lqngvage"), ("quantizer", "qxantizer"),
+             ("whisper", "whiszper")]  # held out: generalisation, not memory
     scores = lm.log_likelihood([tok.encode(w) for p in pairs for w in p]).view(-1, 2)
     assert (scores[:, 0] > scores[:, 1]).all(), scores
     lm.save_pretrained(tmp_path / "lm")
