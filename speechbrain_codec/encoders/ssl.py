@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..dataio import resample
 from ..utils import CodecError
 from .base import Encoder
 from .whisper_frontend import WhisperLogMel
@@ -114,11 +115,9 @@ class SSLEncoder(Encoder):
         top = max(self.layers)
         if drop_upper_layers and top < n:
             del blocks[max(top, 1):]  # layer 0 is read from the first block's input
+        self.hop_length = 320  # 50 Hz frames (wav2vec-style CNN; Whisper's 2 x 160-sample mel hop)
         if self.is_whisper:
-            self.frontend = WhisperLogMel(self.config.num_mel_bins)
-            self.hop_length = 320
-        else:
-            self.hop_length = 320
+            self.frontend = WhisperLogMel.for_model(self.config)
         if normalize_input is None:
             normalize_input = self._extractor_normalizes(source)
         self.normalize_input = normalize_input
@@ -157,9 +156,7 @@ class SSLEncoder(Encoder):
         if not self._noticed:
             logger.warning("%s: resampling the input from %d Hz to %d Hz", self.source, self.input_sample_rate, self.sample_rate)
             self._noticed = True
-        import torchaudio
-
-        return torchaudio.functional.resample(sig, self.input_sample_rate, self.sample_rate)
+        return resample(sig, self.input_sample_rate, self.sample_rate)
 
     def forward(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         """``sig [B, T_wav]`` (``lens`` relative lengths) -> ``feats [B, ceil(T_wav/320), C]``."""

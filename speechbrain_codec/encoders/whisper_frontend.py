@@ -48,6 +48,12 @@ class WhisperLogMel(nn.Module):
         self.register_buffer("mel_filters", torch.as_tensor(filters, dtype=torch.float32).T.contiguous(), persistent=False)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
+    @classmethod
+    def for_model(cls, config) -> "WhisperLogMel":
+        """The front end a Whisper model config expects: its mel bins and its input window
+        (``max_source_positions`` x 2 conv frames x 160 samples; 30 s for every published model)."""
+        return cls(config.num_mel_bins, pad_to=config.max_source_positions * 2 * 160)
+
     def forward(self, sig: torch.Tensor) -> torch.Tensor:
         if self.pad_to is not None:
             sig = nn.functional.pad(sig, (0, self.pad_to - sig.shape[-1])) if sig.shape[-1] < self.pad_to else sig[..., : self.pad_to]

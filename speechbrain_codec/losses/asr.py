@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dataio import resample
 from ..encoders.whisper_frontend import WhisperLogMel
 from ..utils import CodecError
 
@@ -30,11 +31,7 @@ __all__ = ["CTCLoss", "WhisperTokenLoss"]
 
 
 def _resample(sig: torch.Tensor, sr: int) -> torch.Tensor:
-    if sr == 16000:
-        return sig
-    import torchaudio
-
-    return torchaudio.functional.resample(sig, sr, 16000)
+    return resample(sig, sr, 16000)
 
 
 class _FrozenASRLoss(nn.Module):
@@ -102,9 +99,7 @@ class WhisperTokenLoss(_FrozenASRLoss):
             self.tokenizer = WhisperTokenizer.from_pretrained(source)
         except OSError as err:
             raise CodecError(f"{source}: cannot load Whisper ({type(err).__name__}); pass a hub id or a local folder") from None
-        # the model's input window: 30 s (1500 positions x 2 x 160 samples) for real checkpoints
-        window = self.model.config.max_source_positions * 2 * 160
-        self.frontend = WhisperLogMel(self.model.config.num_mel_bins, pad_to=window)
+        self.frontend = WhisperLogMel.for_model(self.model.config)
         self.language, self.max_new_tokens = language, max_new_tokens
         self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
         tid = self.tokenizer.convert_tokens_to_ids

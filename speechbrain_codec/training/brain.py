@@ -16,6 +16,8 @@ import math
 import speechbrain as sb
 import torch
 
+from ..dataio import load_audio, resample
+
 __all__ = ["CodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
 
 logger = logging.getLogger("speechbrain_codec")
@@ -48,8 +50,6 @@ def segment_pipeline(sample_rate: int, segment_samples: int | None, cache: bool 
     ``segment_samples=None`` keeps the whole clip. Clips shorter than a segment are zero-padded.
     ``cache=True`` keeps decoded clips in memory (small corpora only).
     """
-    from ..dataio import load_audio
-
     store: dict[str, torch.Tensor] = {}
 
     @sb.utils.data_pipeline.takes("wav")
@@ -88,9 +88,7 @@ class CodecBrain(sb.Brain):
         codec = self._codec()
         if codec.output_sample_rate != codec.sample_rate:
             # e.g. FocalCodec-Stream: 16 kHz in, 24 kHz out; the losses compare at the output rate
-            import torchaudio
-
-            sig = torchaudio.functional.resample(sig, codec.sample_rate, codec.output_sample_rate)
+            sig = resample(sig, codec.sample_rate, codec.output_sample_rate)
         sig_hat = predictions.sig[..., : sig.shape[-1]]
         return sig_hat, sig[..., : sig_hat.shape[-1]]
 
