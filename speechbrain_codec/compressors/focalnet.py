@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn import StreamCache, pad_left
+from ..nn import FeedForward, StreamCache, pad_left
 
 __all__ = [
     "DynamicTanh",
@@ -61,36 +61,20 @@ class Snake(nn.Module):
         return x + (alpha + 1e-9).reciprocal() * (alpha * x).sin() ** 2
 
 
-class _FeedForward(nn.Module):
-    def __init__(self, dim: int, ffn_dim: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.in_proj = nn.Linear(dim, ffn_dim)
-        self.act = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(ffn_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.out_proj(self.dropout(self.act(self.in_proj(x)))))
-
-
-class ChunkFeedForward(nn.Module):
-    """Residual MLP over non-overlapping groups of ``chunk_size`` frames (zero-padded at the end)."""
+class ChunkFeedForward(FeedForward):
+    """Residual :class:`FeedForward` over non-overlapping groups of ``chunk_size`` frames,
+    flattened (zero-padded at the end)."""
 
     def __init__(self, chunk_size: int, dim: int, ffn_dim: int, dropout: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(chunk_size * dim, ffn_dim, dropout)
         self.chunk_size = chunk_size
-        self.in_proj = nn.Linear(chunk_size * dim, ffn_dim)
-        self.act = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(ffn_dim, chunk_size * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``."""
         B, T, C = x.shape
         rem = (-T) % self.chunk_size
         h = nn.functional.pad(x, (0, 0, 0, rem)).reshape(B, -1, self.chunk_size * C)
-        h = self.dropout(self.out_proj(self.dropout(self.act(self.in_proj(h)))))
-        return x + h.reshape(B, -1, C)[:, :T]
+        return x + super().forward(h).reshape(B, -1, C)[:, :T]
 
 
 class FocalModulation(nn.Module):
@@ -183,7 +167,7 @@ class FocalBlock(nn.Module):
             normalize_modulator, causal, window_size,
         )
         self.feed_forward_norm = norm()
-        self.feed_forward = _FeedForward(dim, 4 * dim, dropout)
+        self.feed_forward = FeedForward(dim, 4 * dim, dropout)
         if use_layerscale:
             self.modulation_gamma = nn.Parameter(torch.full((dim,), layerscale_init))
             self.feed_forward_gamma = nn.Parameter(torch.full((dim,), layerscale_init))

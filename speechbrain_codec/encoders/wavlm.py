@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn import StreamCache, pad_left
+from ..nn import FeedForward, StreamCache, pad_left
 from .base import Encoder
 
 __all__ = ["FocalWavLM"]
@@ -61,18 +61,6 @@ class _FeatureExtractor(nn.Module):
         for layer in self.layers:
             x = layer(x, cache)
         return x.transpose(1, 2)
-
-
-class _FeedForward(nn.Module):
-    def __init__(self, dim: int, ffn_dim: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.in_proj = nn.Linear(dim, ffn_dim)
-        self.act = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(ffn_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.out_proj(self.dropout(self.act(self.in_proj(x)))))
 
 
 class _PositionalConv(nn.Module):
@@ -140,7 +128,7 @@ class _TransformerLayer(nn.Module):
         self.attention = _Attention(dim, num_heads, dropout)
         self.dropout = nn.Dropout(dropout)
         self.feed_forward_norm = nn.LayerNorm(dim)
-        self.feed_forward = _FeedForward(dim, ffn_dim, dropout)
+        self.feed_forward = FeedForward(dim, ffn_dim, dropout)
 
     def forward(
         self,
