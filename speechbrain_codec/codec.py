@@ -21,7 +21,7 @@ from torch import nn
 from .decoders import Decoder
 from .encoders import Encoder
 from .quantizers import Quantizer
-from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text
+from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text, load_state_checked
 
 __all__ = ["Codec", "CodecOutput", "StreamDecoder", "StreamEncoder"]
 
@@ -289,12 +289,7 @@ class Codec(nn.Module):
         yaml_text = (folder / CODEC_YAML).read_text(encoding="utf-8")
         codec = load_hyperpyyaml(io.StringIO(yaml_text))["codec"]
         state = torch.load(folder / CODEC_CKPT, map_location=map_location, weights_only=True)
-        missing, unexpected = codec.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CodecError(
-                f"{folder / CODEC_CKPT}: does not fit {CODEC_YAML}; missing keys {sorted(missing)}, "
-                f"unexpected keys {sorted(unexpected)}"
-            )
+        load_state_checked(codec, state, str(folder / CODEC_CKPT), f"Export the checkpoint and {CODEC_YAML} together")
         meta_path = folder / CODEC_META
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         codec.config_hash = meta.get("config_hash") or codec.compute_config_hash(yaml_text)

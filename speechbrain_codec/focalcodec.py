@@ -39,7 +39,7 @@ from .compressors import FocalCompressor, FocalDecompressor
 from .decoders import VocosDecoder, WaveNeXtDecoder
 from .encoders import FocalWavLM
 from .quantizers import BinarySphericalQuantizer
-from .utils import CodecError
+from .utils import CodecError, load_state_checked
 
 __all__ = ["PUBLISHED", "build_focalcodec", "knn", "load_focalcodec", "remap_v001"]
 
@@ -196,18 +196,7 @@ def load_state(codec: Codec, state: dict[str, torch.Tensor], source: str = "chec
     """
     if _is_v001(state):
         state = remap_v001(state)
-    own = codec.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        raise CodecError(
-            f"{source}: does not fit the configuration; missing keys {missing}, unexpected keys "
-            f"{unexpected}, shape mismatches {shapes}. Check config.json (a v0.0.1 or v0.0.2 "
-            "FocalCodec config) against the weights."
-        )
-    codec.load_state_dict(state, strict=True)
+    load_state_checked(codec, state, source, "Check config.json (a v0.0.1 or v0.0.2 FocalCodec config) against the weights")
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:

@@ -77,3 +77,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
+
+
+def load_state_checked(module, state: dict, source: str, hint: str = "", may_miss: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``module`` or raise :class:`CodecError` listing every missing and
+    unexpected key and every shape mismatch (``load_state_dict`` would stop at the first
+    mis-shaped tensor with a bare RuntimeError). Keys starting with a ``may_miss`` prefix may be
+    absent (layers that are new in ``module``)."""
+    own = module.state_dict()
+    missing = sorted(k for k in set(own) - set(state) if not k.startswith(may_miss or ("\0",)))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        raise CodecError(
+            f"{source}: does not fit the configuration; missing keys {missing}, unexpected keys {unexpected}, "
+            f"shape mismatches {shapes}" + (f". {hint}" if hint else "")
+        )
+    module.load_state_dict(state, strict=not may_miss)

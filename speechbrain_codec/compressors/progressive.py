@@ -80,7 +80,7 @@ def inherit_weights(codec: nn.Module, base_state: dict, new_layers: int = 1) -> 
     """
     import re
 
-    from ..utils import CodecError
+    from ..utils import load_state_checked
 
     state = {}
     for key, value in base_state.items():
@@ -89,16 +89,7 @@ def inherit_weights(codec: nn.Module, base_state: dict, new_layers: int = 1) -> 
     comp, decomp = codec.compressor, codec.decompressor
     n_comp = len(comp.layers)
     new = [*comp.layers[n_comp - new_layers :], *decomp.layers[:new_layers], comp.out_proj, decomp.in_proj]
-    new_keys = {f"compressor.layers.{i}." for i in range(n_comp - new_layers, n_comp)}
-    new_keys |= {f"decompressor.layers.{i}." for i in range(new_layers)}
-    own = codec.state_dict()
-    missing = sorted(k for k in set(own) - set(state) if not any(k.startswith(p) for p in new_keys))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        raise CodecError(
-            f"the base checkpoint does not fit the grown codec: missing {missing}, unexpected "
-            f"{unexpected}, shape mismatches {shapes}"
-        )
-    codec.load_state_dict(state, strict=False)
+    new_keys = tuple(f"compressor.layers.{i}." for i in range(n_comp - new_layers, n_comp))
+    new_keys += tuple(f"decompressor.layers.{i}." for i in range(new_layers))
+    load_state_checked(codec, state, "the base checkpoint", f"The grown codec adds {new_layers} layer pair(s)", new_keys)
     return new

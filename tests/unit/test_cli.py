@@ -97,6 +97,16 @@ def test_checkpoint_errors(checkpoint, tmp_path, capsys, mini_clip):
     assert main(["encode", str(mini_clip), str(tmp_path / "a.sbc"), "--checkpoint", str(checkpoint)]) == 1
     err = capsys.readouterr().err
     assert "quantizer.project_in.weight" in err and "extra.weight" in err
+    # a mis-shaped tensor is reported by name too (load_state_dict alone raised a bare RuntimeError)
+    state = torch.load(checkpoint / "codec.ckpt")
+    del state["extra.weight"]
+    state["quantizer.project_in.weight"] = torch.zeros(3, 3)
+    state["quantizer.project_out.weight"] = torch.zeros(2, 2)
+    torch.save(state, checkpoint / "codec.ckpt")
+    assert main(["encode", str(mini_clip), str(tmp_path / "a.sbc"), "--checkpoint", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "shape mismatches ['quantizer.project_in.weight: checkpoint (3, 3)" in err
+    assert "'quantizer.project_out.weight: checkpoint (2, 2) vs model (32, 4)']" in err
     assert main(["encode", str(mini_clip), str(tmp_path / "a.sbc"), "--checkpoint", str(tmp_path / "none")]) == 1
     assert "not a codec folder" in capsys.readouterr().err
 
