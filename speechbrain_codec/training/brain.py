@@ -122,25 +122,26 @@ class CodecBrain(sb.Brain):
         self.loss_terms: dict[str, list[float]] = {}
 
     def init_optimizers(self):
+        """One optimiser over the codec's parameters (other modules, e.g. a discriminator, get
+        their own in subclasses); with ``new_modules`` in the hparams, two groups for
+        progressive compression: the new layers at ``lr_new``, the inherited ones at ``lr_old``."""
+        self.scheduler = None
+        if self.opt_class is None:
+            return super().init_optimizers()
+        params = self.modules.codec.parameters()
         new_modules = getattr(self.hparams, "new_modules", None)
-        if new_modules and self.opt_class is not None:
-            # progressive compression: dual learning rate for the new layers and the inherited ones
+        if new_modules:
             from ..compressors import progressive_param_groups
 
-            self.optimizer = self.opt_class(
-                progressive_param_groups(self.modules, new_modules, self.hparams.lr_new, self.hparams.lr_old)
-            )
-            self.optimizers_dict = {"opt_class": self.optimizer}
-            if self.checkpointer is not None:
-                self.checkpointer.add_recoverable("optimizer", self.optimizer)
-        else:
-            super().init_optimizers()
-        if self.optimizer is not None and getattr(self.hparams, "lr_schedule", None) is not None:
+            params = progressive_param_groups(self.modules.codec, new_modules, self.hparams.lr_new, self.hparams.lr_old)
+        self.optimizer = self.opt_class(params)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+        if getattr(self.hparams, "lr_schedule", None) is not None:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("scheduler", self.scheduler)
-        else:
-            self.scheduler = None
 
     def optimizers_step(self):
         """As speechbrain's, but gradient clipping covers every parameter group (speechbrain

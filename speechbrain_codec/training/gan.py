@@ -40,18 +40,6 @@ class GANCodecBrain(CodecBrain):
 
     def init_optimizers(self):
         super().init_optimizers()  # the codec's optimiser (+ dual-LR groups) and schedule
-        if self.optimizer is not None:
-            # the base class gave all modules (codec and discriminator) to opt_class; rebuild it
-            # for the codec alone
-            if not getattr(self.hparams, "new_modules", None):
-                self.optimizer = self.opt_class(self.modules.codec.parameters())
-                self.optimizers_dict = {"opt_class": self.optimizer}
-                if self.checkpointer is not None:
-                    self.checkpointer.add_recoverable("optimizer", self.optimizer)
-                if getattr(self.hparams, "lr_schedule", None) is not None:
-                    self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule)
-                    if self.checkpointer is not None:
-                        self.checkpointer.add_recoverable("scheduler", self.scheduler)
         self.disc_optimizer = self.hparams.disc_opt_class(self.modules.discriminator.parameters())
         self.disc_scheduler = None
         if getattr(self.hparams, "disc_lr_schedule", None) is not None:
