@@ -128,24 +128,14 @@ class PocketsphinxAligner:
 
     def align(self, sig: np.ndarray, sr: int, text: str) -> list[Word]:
         """``sig`` mono float at ``sr`` Hz, ``text`` its transcript -> words with times."""
-        if sr != self.sample_rate:
-            import torch
+        from ..metrics.asr import pocketsphinx_run
 
-            from ..dataio import resample
-
-            sig = resample(torch.as_tensor(sig, dtype=torch.float32), sr, self.sample_rate).numpy()
         missing = self.missing_words(text)
         if missing:
             raise CodecError(f"words not in the pocketsphinx dictionary: {missing}; use MFAAligner or CTCAligner")
-        sig = np.asarray(sig, dtype=np.float64)
-        sig = sig + self.dither * np.random.default_rng(0).standard_normal(sig.shape)
-        pcm = np.round(np.clip(sig, -1.0, 1.0) * 32767).astype(np.int16)
         d = self.decoder
         d.set_align_text(" ".join(_clean_words(text)))
-        d.reinit_feat()
-        d.start_utt()
-        d.process_raw(pcm.tobytes(), full_utt=True)
-        d.end_utt()
+        pocketsphinx_run(d, sig, sr, self.dither)
         words = [
             Word(round(s.start_frame * self.frame_shift, 3), round((s.end_frame + 1) * self.frame_shift, 3),
                  re.sub(r"\(\d+\)$", "", s.word))

@@ -78,6 +78,25 @@ def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     return (out.substitutions + out.deletions + out.insertions, len(ref.split()))
 
 
+def pocketsphinx_run(decoder, sig: np.ndarray, sr: int, dither: float = 1e-4, seed: int = 0) -> None:
+    """Feed one utterance to a pocketsphinx ``Decoder``: resample to 16 kHz, add a fixed dither,
+    round to int16, reset the live CMN (so results do not depend on the order of utterances),
+    decode. Read ``decoder.hyp()`` or ``decoder.seg()`` afterwards."""
+    if sr != 16000:
+        import torch
+
+        from ..dataio import resample
+
+        sig = resample(torch.as_tensor(sig, dtype=torch.float32), sr, 16000).numpy()
+    sig = np.asarray(sig, dtype=np.float64)
+    sig = sig + dither * np.random.default_rng(seed).standard_normal(sig.shape)
+    pcm = np.round(np.clip(sig, -1.0, 1.0) * 32767).astype(np.int16)
+    decoder.reinit_feat()
+    decoder.start_utt()
+    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.end_utt()
+
+
 class PocketsphinxASR:
     """English recogniser from the pocketsphinx wheel (en-us acoustic model, LM, dictionary).
 
@@ -98,24 +117,12 @@ class PocketsphinxASR:
 
     def transcribe(self, sig: np.ndarray, sr: int, level_ref: np.ndarray | None = None, lang: str = "en") -> str:
         """Transcribe a mono float signal; ``level_ref`` sets the RMS to match (English only)."""
-        if sr != self.sample_rate:
-            import torch
-
-            from ..dataio import resample
-
-            sig = resample(torch.as_tensor(sig, dtype=torch.float32), sr, self.sample_rate).numpy()
         sig = np.asarray(sig, dtype=np.float64)
         if level_ref is not None:
             rms, ref_rms = np.sqrt(np.mean(sig**2)), np.sqrt(np.mean(np.asarray(level_ref) ** 2))
             if rms > 0:
                 sig = sig * (ref_rms / rms)
-        rng = np.random.default_rng(self.seed)
-        sig = sig + self.dither * rng.standard_normal(sig.shape)
-        pcm = np.round(np.clip(sig, -1.0, 1.0) * 32767).astype(np.int16)
-        self.decoder.reinit_feat()  # live CMN adapts per utterance: results must not depend on order
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
-        self.decoder.end_utt()
+        pocketsphinx_run(self.decoder, sig, sr, self.dither, self.seed)
         hyp = self.decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
