@@ -41,7 +41,7 @@ from .encoders import FocalWavLM
 from .quantizers import BinarySphericalQuantizer
 from .utils import CodecError, load_state_checked
 
-__all__ = ["PUBLISHED", "build_focalcodec", "knn", "load_focalcodec", "remap_v001"]
+__all__ = ["PUBLISHED", "build_focalcodec", "knn", "load_focalcodec", "remap_v001", "trace"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -257,6 +257,36 @@ def load_focalcodec(source: str, config: dict | str | None = None) -> Codec:
     codec = build_focalcodec(config)
     load_state(codec, _read_state(weights), str(weights))
     return codec.eval()
+
+
+@torch.no_grad()
+def trace(codec: Codec, sig: torch.Tensor, modules: list[str] = ()) -> dict[str, torch.Tensor]:
+    """Every stage of an offline pass under the reference's tensor names (``feats``, ``lats``,
+    ``toks``, ``codes``, ``qfeats``, ``rec_sig``) plus ``debug.<name>``: the output of each
+    submodule named in ``modules`` (channels-last, as the reference's forward hooks saw it), for
+    comparing implementations stage by stage."""
+    acts: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def save(module, args, out):
+            out = out[0] if isinstance(out, tuple) else out
+            # our feature-extractor conv blocks stay channels-first between layers
+            acts[f"debug.{name}"] = out.transpose(1, 2) if ".feature_extractor.layers." in f"{name}." else out
+        return save
+
+    named = dict(codec.named_modules())
+    handles = [named[name].register_forward_hook(hook(name)) for name in modules]
+    try:
+        feats = codec.encoder(sig)
+        lats = codec.compressor(feats)
+        q = codec.quantizer(lats)
+        qfeats = codec.decompressor(q.qlats)
+        rec = codec.decoder(qfeats)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"feats": feats, "lats": lats, "toks": q.toks[..., 0], "codes": q.qlats, "qfeats": qfeats,
+            "rec_sig": rec, **acts}
 
 
 def knn(qfeats: torch.Tensor, matching_set: torch.Tensor, topk: int = 4) -> torch.Tensor:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from speechbrain_codec.focalcodec import build_focalcodec, knn, knn_neighbors, load_focalcodec, load_state
+from speechbrain_codec.focalcodec import build_focalcodec, knn, knn_neighbors, load_focalcodec, load_state, trace
 from speechbrain_codec.utils import CodecError
 
 CASES = ["focalcodec_50hz", "focalcodec_25hz", "focalcodec_12_5hz", "focalcodec_50hz_2k_causal"]
@@ -44,33 +44,12 @@ def close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_offline_stages_and_debug_tensors(golden_root, case):
     codec, io = _model(golden_root / case), _io(golden_root / case)
-    acts = {}
-    hooks = [
-        m.register_forward_hook(lambda m, i, o, n=name: acts.__setitem__(n, o[0] if isinstance(o, tuple) else o))
-        for name, m in codec.named_modules()
-        if f"debug.{name}" in io
-    ]
-    with torch.no_grad():
-        feats = codec.encoder(io["sig"])
-        lats = codec.compressor(feats)
-        q = codec.quantizer(lats)
-        qfeats = codec.decompressor(q.qlats)
-        rec = codec.decoder(qfeats)
-    for hook in hooks:
-        hook.remove()
-    close(feats, io["feats"], "feats")
-    close(lats, io["lats"], "lats")
-    close(q.toks[..., 0], io["toks"], "toks")
-    close(q.qlats, io["codes"], "codes")
-    close(qfeats, io["qfeats"], "qfeats")
-    close(rec, io["rec_sig"], "rec_sig")
-    debug = sorted(k for k in io if k.startswith("debug."))
+    debug = [k[len("debug."):] for k in io if k.startswith("debug.")]
     assert len(debug) >= 17
-    for key in debug:
-        out = acts[key[len("debug."):]]
-        if ".feature_extractor.layers." in key:
-            out = out.transpose(1, 2)  # our conv blocks stay channels-first
-        close(out, io[key], key)
+    out = trace(codec, io["sig"], debug)
+    assert len(out) == 6 + len(debug)
+    for key, value in out.items():
+        close(value, io[key], key)
 
 
 @pytest.mark.parametrize("case", CASES)
