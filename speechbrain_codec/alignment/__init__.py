@@ -37,6 +37,7 @@ __all__ = [
     "MFAAligner",
     "PocketsphinxAligner",
     "Word",
+    "energy_edges",
     "read_alignment",
     "read_textgrid",
     "write_alignment",
@@ -102,6 +103,24 @@ def read_alignment(path: str | Path) -> list[Word]:
         raise CodecError(f"{path}: no such alignment file (run the alignment stage)") from None
     except (ValueError, TypeError) as err:
         raise CodecError(f"{path}: not an alignment JSON ({err})") from None
+
+
+def energy_edges(sig: np.ndarray, sr: int = 16000, threshold_db: float = -35.0) -> tuple[float, float]:
+    """Speech onset and offset (s): the first and last 10-ms frame whose energy is within
+    ``-threshold_db`` dB of the loudest frame. A rough reference for checking an aligner's
+    utterance edges on clean read speech.
+
+    Example
+    -------
+    >>> sig = np.zeros(16000); sig[4000:12000] = 0.5
+    >>> energy_edges(sig)
+    (0.25, 0.75)
+    """
+    hop = sr // 100
+    n = len(sig) // hop
+    energy = 10 * np.log10(np.mean(np.asarray(sig[: n * hop], dtype=np.float64).reshape(n, hop) ** 2, axis=1) + 1e-12)
+    active = np.flatnonzero(energy > energy.max() + threshold_db)
+    return float(active[0] * 0.01), float((active[-1] + 1) * 0.01)
 
 
 class PocketsphinxAligner:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from speechbrain_codec.alignment import _clean_words
-from speechbrain_codec.alignment import (CTCAligner, MFAAligner, PocketsphinxAligner, Word, read_alignment,
-                                         read_textgrid, write_alignment, write_textgrid)
+from speechbrain_codec.alignment import (CTCAligner, MFAAligner, PocketsphinxAligner, Word, energy_edges,
+                                         read_alignment, read_textgrid, write_alignment, write_textgrid)
 from speechbrain_codec.dataio import load_audio
 from speechbrain_codec.utils import CodecError
 from tests.tiny_models import tiny_ctc
@@ -58,14 +58,6 @@ def _english_clips(shared_dir, n=6):
     return aligner, clips[:n]
 
 
-def _edges(sig, thr_db=-35.0):
-    """Speech onset/offset: first and last 10-ms frame within 35 dB of the loudest frame."""
-    n = len(sig) // 160
-    energy = 10 * np.log10(np.mean(sig[: n * 160].reshape(n, 160) ** 2, axis=1) + 1e-12)
-    active = np.flatnonzero(energy > energy.max() + thr_db)
-    return active[0] * 0.01, (active[-1] + 1) * 0.01
-
-
 def test_pocketsphinx_aligns_real_english_speech(shared_dir):
     aligner, clips = _english_clips(shared_dir)
     errors = []
@@ -78,7 +70,7 @@ def test_pocketsphinx_aligns_real_english_speech(shared_dir):
         assert len(got) >= len(expected) - 1, (expected, got)
         assert all(a.end <= b.start + 1e-9 for a, b in zip(words, words[1:]))  # ordered, no overlap
         assert all(0 <= w.start < w.end <= len(sig) / 16000 + 0.01 for w in words)
-        onset, offset = _edges(sig)
+        onset, offset = energy_edges(sig)
         errors += [abs(words[0].start - onset), abs(words[-1].end - offset)]
     # documented reference (README): utterance edges from frame energy on clean read speech
     assert np.median(errors) <= 0.05, errors
