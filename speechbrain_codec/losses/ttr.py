@@ -30,6 +30,9 @@ from ..utils import CodecError
 __all__ = ["BertTargets", "TTRLoss", "TTRSummariser", "piece_spans", "pretrain_summariser", "ttr_distance"]
 
 
+PAD = 40  # samples of zeros on each side of the audio: WavLM frame k is then centred at 10 + 20k ms
+
+
 def piece_spans(words: Sequence[Word], counts: Sequence[int], n_frames: int,
                 frame_shift: float = 0.02, frame_offset: float = 0.01) -> list[tuple[int, int]]:
     """Frame range ``[a, b)`` of every word-piece: each word's span split into ``counts[i]``
@@ -137,7 +140,7 @@ class TTRLoss(nn.Module):
 
     takes_alignment = True
 
-    def __init__(self, summariser: TTRSummariser, ssl: nn.Module, bert: BertTargets, pad: int = 40) -> None:
+    def __init__(self, summariser: TTRSummariser, ssl: nn.Module, bert: BertTargets, pad: int = PAD) -> None:
         super().__init__()
         self.summariser = summariser.eval().requires_grad_(False)
         self.ssl, self.bert, self.pad = ssl, bert, pad
@@ -175,7 +178,7 @@ def pretrain_summariser(summariser: TTRSummariser, ssl: nn.Module, bert: BertTar
     for _ in range(steps):
         sig, words = items[rng.randrange(len(items))]
         with torch.no_grad():  # the SSL encoder is frozen: its frames are inputs here
-            frames = ssl(nn.functional.pad(sig[None], (40, 40)))[0]
+            frames = ssl(nn.functional.pad(sig[None], (PAD, PAD)))[0]
         loss = _frames_loss(frames, words, bert, summariser)
         opt.zero_grad()
         loss.backward()
