@@ -120,6 +120,21 @@ class CodecBrain(sb.Brain):
 
     def on_stage_start(self, stage, epoch=None):
         self.loss_terms: dict[str, list[float]] = {}
+        if stage == sb.Stage.TRAIN:
+            self.freeze_inherited(epoch)
+
+    def freeze_inherited(self, epoch: int | None) -> None:
+        """FocalCodec-S warm-up: the optimiser's ``"old"`` group (inherited layers) is frozen
+        (``requires_grad`` off, so AdamW neither moves nor decays it) during the first
+        ``freeze_old_epochs`` epochs (hparams, default 0) and trains from then on. Decided per
+        epoch from the epoch number, so a resumed run freezes exactly when a fresh one would."""
+        n = getattr(self.hparams, "freeze_old_epochs", 0) or 0
+        if not n or self.optimizer is None:
+            return
+        frozen = epoch is not None and epoch <= n
+        self.warm_up_frozen = [p for g in self.optimizer.param_groups if g.get("name") == "old" for p in g["params"]]
+        for p in self.warm_up_frozen:
+            p.requires_grad_(not frozen)
 
     def init_optimizers(self):
         """One optimiser over the codec's parameters (other modules, e.g. a discriminator, get
@@ -128,6 +143,8 @@ class CodecBrain(sb.Brain):
         self.scheduler = None
         if self.opt_class is None:
             return super().init_optimizers()
+        for p in getattr(self, "warm_up_frozen", ()):  # a second fit() rebuilds the groups
+            p.requires_grad_(True)
         params = self.modules.codec.parameters()
         new_modules = getattr(self.hparams, "new_modules", None)
         if new_modules:
