@@ -14,7 +14,12 @@ whose last segment has unit k and is still open either extends that segment (``+
 lambda``) or starts it here from the best prefix (``alpha[t] + d[t, k]``). That is O(T K) time;
 backtracking needs one bit per frame and codeword ("did the open segment start here?"), stored
 packed, so an hour at 50 Hz with K = 500 holds 11 MB of state and distances are computed in
-chunks. Ties follow the reference: the longest last segment, then the lowest codeword index.
+chunks. Ties follow the reference's rule (its spec, "Tie-breaking": both minima take the first
+index): among the (start, codeword) pairs that attain the minimum, the earliest start (longest
+last segment), then the lowest codeword index. A running minimum alone would pick the lowest
+codeword first, so each codeword also keeps the first frame of its open segment (ties between
+extending and starting keep the earlier start) and the selection compares it before the index;
+tested against a first-index O(T^2 K) recursion on integer data, where ties are exact.
 Units equal the reference's on all 56 golden cases (``tests/unit/test_dpdp.py``).
 """
 
@@ -50,39 +55,46 @@ def _allowed(d: np.ndarray, limit: np.ndarray) -> np.ndarray:
     return np.where(d <= limit[:, None], d.astype(np.float64), np.inf)
 
 
-def _dp_chunk_numpy(d, limit, lam, open_cost, alpha, is_start, gamma):
-    """Run the recursion over the frames of one chunk; updates ``open_cost`` in place and
-    returns the new ``alpha``. ``is_start [n, K]`` and ``gamma [n]`` are outputs."""
+def _dp_chunk_numpy(d, limit, lam, open_cost, seg_start, t0, alpha, is_start, gamma):
+    """Run the recursion over the frames ``t0 ..`` of one chunk; updates ``open_cost`` (best
+    cost of a prefix whose open last segment has unit k) and ``seg_start`` (the first frame of
+    that segment) in place and returns the new ``alpha``. ``is_start [n, K]`` and ``gamma [n]``
+    are outputs."""
     d = _allowed(d, limit)
     extend, start = np.empty_like(open_cost), np.empty_like(open_cost)
     d_minus = d - lam
+    big = np.iinfo(np.int64).max
     for i in range(d.shape[0]):
         np.add(open_cost, d_minus[i], out=extend)
         np.add(d[i], alpha, out=start)
-        np.less(start, extend, out=is_start[i])  # ties keep the longer segment
+        np.less(start, extend, out=is_start[i])  # ties keep the earlier start (longer segment)
         np.minimum(extend, start, out=open_cost)
-        k = open_cost.argmin()  # first minimum: lowest codeword index
+        seg_start[is_start[i]] = t0 + i
+        # among the codewords at the minimum: the earliest start, then the lowest index
+        k = np.where(open_cost == open_cost.min(), seg_start, big).argmin()
         gamma[i] = k
         alpha = open_cost[k]
     return alpha
 
 
-def _dp_chunk_loops(d, limit, lam, open_cost, alpha, is_start, gamma):  # compiled by numba
+def _dp_chunk_loops(d, limit, lam, open_cost, seg_start, t0, alpha, is_start, gamma):  # compiled by numba
     n, n_codes = d.shape
     for i in range(n):
-        best, best_k = np.inf, 0
+        best, best_k, best_s = np.inf, 0, t0 + n
         for k in range(n_codes):
             dik = np.float64(d[i, k]) if d[i, k] <= limit[i] else np.inf
             ext = open_cost[k] + (dik - lam)
             st = alpha + dik
-            if st < ext:  # ties keep the longer segment
+            if st < ext:  # ties keep the earlier start (longer segment)
                 is_start[i, k] = True
+                seg_start[k] = t0 + i
                 ext = st
             else:
                 is_start[i, k] = False
             open_cost[k] = ext
-            if ext < best:  # first minimum: lowest codeword index
-                best, best_k = ext, k
+            # first minimum over (start, codeword): the earliest start, then the lowest index
+            if ext < best or (ext == best and seg_start[k] < best_s):
+                best, best_k, best_s = ext, k, seg_start[k]
         gamma[i] = best_k
         alpha = open_cost[best_k]
     return alpha
@@ -138,11 +150,12 @@ def dpdp(
     started = np.empty((n_frames, (n_codes + 7) // 8), dtype=np.uint8)  # packed bits
     gamma = np.empty(n_frames, dtype=np.int64)  # best unit of the prefix ending at frame t
     open_cost = np.full(n_codes, np.inf)
+    seg_start = np.zeros(n_codes, dtype=np.int64)  # first frame of each codeword's open segment
     alpha = 0.0
     for c0 in range(0, n_frames, chunk_frames):
         d, limit = _distances(features[c0 : c0 + chunk_frames], codebook, num_neighbors)
         is_start = np.empty(d.shape, dtype=np.bool_)
-        alpha = _dp_chunk(d, limit, lam, open_cost, alpha, is_start, gamma[c0 : c0 + d.shape[0]])
+        alpha = _dp_chunk(d, limit, lam, open_cost, seg_start, c0, alpha, is_start, gamma[c0 : c0 + d.shape[0]])
         started[c0 : c0 + d.shape[0]] = np.packbits(is_start, axis=1)
     if not math.isfinite(alpha):
         raise ValueError("dpdp found no finite segmentation")

@@ -111,3 +111,80 @@ def test_numpy_fallback_equals_compiled_kernel(monkeypatch):
     monkeypatch.setattr(module, "_dp_chunk", module._dp_chunk_numpy)
     assert np.array_equal(dpdp(x, cb, 6.0, 4), compiled)
     assert np.array_equal(dpdp(x, cb, 6.0, None), dpdp_reference(x, cb, 6.0, None))
+
+
+def _first_index_recursion(x, cb, lmbda):
+    """The spec's recursion (dpslm.md, "Recursion" and "Tie-breaking"), in plain Python on exact
+    integers: alpha_t = min_s [alpha_s + min_k sum_{s<=j<t} q(j, k) + lambda (1 - (t - s))], every
+    minimum taking the FIRST index that attains it (smallest s, then smallest k)."""
+    x, cb = x.tolist(), cb.tolist()
+    q = [[sum((a - b) ** 2 for a, b in zip(f, c)) for c in cb] for f in x]
+    n_frames, n_codes = len(q), len(cb)
+    alpha, beta, gamma = [0] + [None] * n_frames, [0] * (n_frames + 1), [0] * (n_frames + 1)
+    for t in range(1, n_frames + 1):
+        best = None
+        for s in range(t):  # increasing s: strict < keeps the first (longest last segment)
+            window = [sum(q[j][k] for j in range(s, t)) for k in range(n_codes)]
+            k_best = 0
+            for k in range(1, n_codes):  # strict < keeps the first (lowest) codeword index
+                if window[k] < window[k_best]:
+                    k_best = k
+            cost = alpha[s] + window[k_best] + lmbda * (1 - (t - s))
+            if best is None or cost < best:
+                best, beta[t], gamma[t] = cost, s, k_best
+        alpha[t] = best
+    units, t = [0] * n_frames, n_frames
+    while t > 0:
+        units[beta[t] : t] = [gamma[t]] * (t - beta[t])
+        t = beta[t]
+    return np.array(units)
+
+
+@pytest.mark.parametrize("path", ["numba", "numpy", "python_loops"])
+def test_exact_ties_take_first_start_then_first_codeword(path, monkeypatch):
+    """Integer features, codebooks and lambdas, so that ties are exact and frequent (duplicate
+    codewords, equidistant frames): every code path must pick what the first-index recursion
+    picks. The old running minimum took the lowest codeword before the earliest start."""
+    import importlib
+
+    module = importlib.import_module("speechbrain_codec.quantizers.dpdp")
+    if path == "numba":
+        pytest.importorskip("numba")
+        assert module._dp_chunk is not module._dp_chunk_loops  # the compiled kernel
+    else:
+        monkeypatch.setattr(module, "_dp_chunk", {"numpy": module._dp_chunk_numpy,
+                                                  "python_loops": module._dp_chunk_loops}[path])
+    rng = np.random.default_rng(1234)
+    differs_from_lowest_code_first = 0
+    for case in range(400):
+        n_frames, n_codes, dim = int(rng.integers(1, 13)), int(rng.integers(1, 6)), int(rng.integers(1, 3))
+        x = torch.from_numpy(rng.integers(0, 4, size=(n_frames, dim))).float()
+        cb = torch.from_numpy(rng.integers(0, 4, size=(n_codes, dim))).float()
+        lmbda = int(rng.integers(0, 5))
+        expected = _first_index_recursion(x.long(), cb.long(), lmbda)
+        got = module.dpdp(x, cb, float(lmbda), chunk_frames=int(rng.integers(1, 6)))
+        assert np.array_equal(got, expected), (case, x.tolist(), cb.tolist(), lmbda, got, expected)
+        assert np.array_equal(module.dpdp_reference(x, cb, float(lmbda)), expected), case
+        differs_from_lowest_code_first += int(not np.array_equal(expected, _lowest_code_first(x, cb, lmbda)))
+    assert differs_from_lowest_code_first >= 10  # the data do exercise the rule
+
+
+def _lowest_code_first(x, cb, lmbda):
+    """The other order of the two minima (codeword first, then start): differs on ties."""
+    d = ((x[:, None] - cb[None]) ** 2).sum(-1).long().tolist()
+    n_frames, n_codes = len(d), len(cb)
+    alpha, back = [0] + [None] * n_frames, [None] * (n_frames + 1)
+    for t in range(1, n_frames + 1):
+        best = None
+        for k in range(n_codes):
+            for s in range(t):
+                cost = alpha[s] + sum(d[j][k] for j in range(s, t)) + lmbda * (1 - (t - s))
+                if best is None or cost < best:
+                    best, back[t] = cost, (s, k)
+        alpha[t] = best
+    units, t = [0] * n_frames, n_frames
+    while t > 0:
+        s, k = back[t]
+        units[s:t] = [k] * (t - s)
+        t = s
+    return np.array(units)
