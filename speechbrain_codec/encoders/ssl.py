@@ -65,12 +65,19 @@ class SSLEncoder(Encoder):
     input_sample_rate : int, optional
         Rate of the signals given to ``forward``; other than the model's 16 kHz, they are
         resampled (with a one-time notice).
-    pad_to_hop : bool
-        Zero-pad the input by the convolutional receptive field minus the hop (80 samples for
-        wav2vec-style models), so a signal of ``n * 320`` samples gives exactly ``n`` frames.
-    normalize_input : bool, optional
-        Zero-mean / unit-variance per utterance (what the feature extractor of WavLM-Large /
-        HuBERT-Large does). Default: read from the model's feature-extractor config, else off.
+    padding : str
+        How the waveform is padded for the convolutional front end (400-sample receptive field,
+        hop 320): ``"center"`` (default) adds 40 zeros on **both** sides, so a signal of ``N``
+        samples gives ``floor(N / 320)`` frames and frame ``k`` is centred on sample
+        ``320 k + 160`` (the references of every spec that uses this encoder: the LM-loss codec's
+        HuBERT-base L6 and TTR WavLM-base, DP-SLM's WavLM-large L11); ``"end"`` adds 80 zeros at
+        the end (frame ``k`` covers samples ``320 k … 320 k + 399``); ``"none"``. Ignored for
+        Whisper (its own 30-s front end).
+    normalize_input : bool or "auto"
+        Zero-mean / unit-variance per utterance before the model. Default ``False``: none of the
+        specs' references normalises the waveform (DP-SLM deliberately feeds WavLM-large raw
+        audio, unlike WavLM's own recipe). ``"auto"`` reads ``do_normalize`` from the model's
+        feature-extractor config, as Hugging Face's pipeline does.
 
     Example
     -------
@@ -96,8 +103,8 @@ class SSLEncoder(Encoder):
         freeze: bool = True,
         drop_upper_layers: bool = True,
         input_sample_rate: int | None = None,
-        pad_to_hop: bool = True,
-        normalize_input: bool | None = None,
+        padding: str = "center",
+        normalize_input: bool | str = False,
     ) -> None:
         super().__init__()
         self.source = source
@@ -118,10 +125,16 @@ class SSLEncoder(Encoder):
         self.hop_length = 320  # 50 Hz frames (wav2vec-style CNN; Whisper's 2 x 160-sample mel hop)
         if self.is_whisper:
             self.frontend = WhisperLogMel.for_model(self.config)
-        if normalize_input is None:
+        if normalize_input == "auto":
             normalize_input = self._extractor_normalizes(source)
+        elif not isinstance(normalize_input, bool):
+            raise CodecError(f"normalize_input must be true, false or auto, got {normalize_input!r}")
         self.normalize_input = normalize_input
-        self.pad_to_hop = pad_to_hop and not self.is_whisper
+        pads = {"center": (40, 40), "end": (0, 80), "none": (0, 0)}
+        if padding not in pads:
+            raise CodecError(f"padding must be one of {sorted(pads)}, got {padding!r}")
+        self.padding = padding
+        self.pads = (0, 0) if self.is_whisper else pads[padding]
         self.out_channels = self.config.hidden_size * (len(self.layers) if reduction == "concat" else 1)
         if len(self.layers) > 1 and reduction == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(len(self.layers)))
@@ -159,7 +172,11 @@ class SSLEncoder(Encoder):
         return resample(sig, self.input_sample_rate, self.sample_rate)
 
     def forward(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
-        """``sig [B, T_wav]`` (``lens`` relative lengths) -> ``feats [B, ceil(T_wav/320), C]``."""
+        """``sig [B, T_wav]`` (``lens`` relative lengths) -> ``feats [B, T, C]``.
+
+        ``T = floor((T_wav + pads - 400) / 320) + 1`` for the wav2vec-style models (with the
+        default centre padding: ``floor(T_wav / 320)``; a codec pads its input to a multiple of
+        320 first), at most ``ceil(T_wav / 320)``; Whisper: ``ceil(T_wav / 320)``."""
         sig = self._resample(sig)
         n_frames = -(-sig.shape[-1] // self.hop_length)
         n_valid = None if lens is None else (lens * sig.shape[-1]).round().long()
@@ -179,12 +196,17 @@ class SSLEncoder(Encoder):
             if self.is_whisper:
                 out = self.model(self.frontend(sig))  # outputs are read from the hooks
             else:
-                extra = 400 - self.hop_length if self.pad_to_hop else 0
-                sig = nn.functional.pad(sig, (0, extra))
+                left, right = self.pads
+                if sig.shape[-1] + left + right < 400:
+                    raise CodecError(
+                        f"{self.source}: {sig.shape[-1]} samples give no frame (the front end needs "
+                        f"{400 - left - right} with padding={self.padding!r}); pad the signal first"
+                    )
+                sig = nn.functional.pad(sig, (left, right))
                 mask = None
                 if n_valid is not None and getattr(self.config, "feat_extract_norm", "group") == "layer":
                     # the model masks frames past the valid samples (+ the same edge padding)
-                    mask = (torch.arange(sig.shape[-1], device=sig.device)[None] < n_valid[:, None] + extra).long()
+                    mask = (torch.arange(sig.shape[-1], device=sig.device)[None] < n_valid[:, None] + left + right).long()
                 out = self.model(sig, attention_mask=mask)
         finally:
             for h in handles:

@@ -41,8 +41,8 @@ def test_layers_match_hf_hidden_states_and_upper_layers_are_dropped(tmp_path, ki
     folder = _save(kind, tmp_path, **extra)
     ref = AutoModel.from_pretrained(folder).eval()
     sig = torch.randn(2, 6400)
-    with torch.no_grad():
-        hs = ref(torch.nn.functional.pad(sig, (0, 80)), output_hidden_states=True).hidden_states
+    with torch.no_grad():  # the default padding: 40 zeros on both sides (the specs' references)
+        hs = ref(torch.nn.functional.pad(sig, (40, 40)), output_hidden_states=True).hidden_states
     n = len(hs) - 1
     for layer in range(n + 1):
         enc = SSLEncoder(folder, layers=layer)
@@ -51,6 +51,63 @@ def test_layers_match_hf_hidden_states_and_upper_layers_are_dropped(tmp_path, ki
             out = enc(sig)
         assert out.shape == (2, 20, 16)
         torch.testing.assert_close(out, hs[layer], atol=1e-5, rtol=1e-5)
+
+
+def _cnn_support(enc: SSLEncoder, n: int) -> list[tuple[int, int]]:
+    """For each CNN frame of an ``n``-sample input, the first and last input sample it depends on."""
+    grabbed = {}
+    handle = enc.model.feature_extractor.register_forward_hook(lambda m, a, out: grabbed.__setitem__("x", out))
+    sig = torch.randn(1, n, requires_grad=True)
+    try:
+        enc(sig)
+    finally:
+        handle.remove()
+    cnn = grabbed["x"]  # [1, C, frames]
+    support = []
+    for k in range(cnn.shape[-1]):
+        (grad,) = torch.autograd.grad(cnn[0, :, k].sum(), sig, retain_graph=True)
+        nz = grad[0].abs().gt(0).nonzero()[:, 0]
+        support.append((int(nz[0]), int(nz[-1])))
+    return support
+
+
+@pytest.mark.parametrize("n", [320, 399, 640, 1280 * 3, 1280 * 3 + 80, 5000])
+def test_default_centre_padding_matches_the_specs_frame_arithmetic(tmp_path, n):
+    """lmloss.md §1.1 / dpslm.md §1.2: 40 zero samples on both sides -> floor(N/320) frames,
+    frame k centred on sample 320k + 160 (receptive field 400 samples: 320k-40 ... 320k+359)."""
+    # layer-normalised CNN (no group norm over time), so each frame sees only its receptive field
+    folder = _save("hubert", tmp_path, layers=1, feat_extract_norm="layer", do_stable_layer_norm=True)
+    enc = SSLEncoder(folder, layers=1)
+    support = _cnn_support(enc, n)
+    assert len(support) == n // 320
+    for k, (first, last) in enumerate(support):
+        assert first == max(320 * k - 40, 0) and last == min(320 * k + 359, n - 1)
+        if 320 * k - 40 >= 0 and 320 * k + 359 < n:
+            assert (first + last + 1) / 2 == 320 * k + 160  # centred on its 20-ms hop
+    assert enc(torch.randn(1, n)).shape[1] == n // 320
+    end = SSLEncoder(folder, layers=1, padding="end")  # the other arrangement, frame k from sample 320k
+    assert [f for f, _ in _cnn_support(end, 1280)] == [0, 320, 640, 960]
+    with pytest.raises(CodecError, match="give no frame"):
+        enc(torch.randn(1, 300))
+
+
+def test_waveform_not_normalised_by_default(tmp_path):
+    """dpslm.md §1.2: WavLM-large is fed the raw waveform although its feature extractor
+    normalises; ``normalize_input="auto"`` follows the extractor config instead."""
+    from transformers import AutoModel, Wav2Vec2FeatureExtractor
+
+    folder = _save("wavlm", tmp_path, do_stable_layer_norm=True, feat_extract_norm="layer")
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    ref = AutoModel.from_pretrained(folder).eval()
+    sig = 0.1 * torch.randn(1, 3200) + 0.05
+    with torch.no_grad():
+        raw = ref(torch.nn.functional.pad(sig, (40, 40)), output_hidden_states=True).hidden_states[2]
+        normed = (sig - sig.mean()) / (sig.var(unbiased=False) + 1e-7).sqrt()
+        norm = ref(torch.nn.functional.pad(normed, (40, 40)), output_hidden_states=True).hidden_states[2]
+        default, auto = SSLEncoder(folder, layers=2)(sig), SSLEncoder(folder, layers=2, normalize_input="auto")(sig)
+    torch.testing.assert_close(default, raw, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(auto, norm, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(default, auto, atol=1e-3)
 
 
 def test_weighted_mean_concat_and_training_mode(tmp_path):
