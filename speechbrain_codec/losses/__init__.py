@@ -16,13 +16,14 @@
 from .adversarial import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .asr import CTCLoss, WhisperTokenLoss
 from .feature import DistillLoss, SSLFeatureLoss
-from .spectral import MultiResolutionMelLoss, MultiResolutionSTFTLoss
+from .spectral import MelLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss
 from .ttr import BertTargets, TTRLoss, TTRSummariser, pretrain_summariser
 
 __all__ = [
     "BertTargets",
     "CTCLoss",
     "DistillLoss",
+    "MelLoss",
     "MultiResolutionMelLoss",
     "MultiResolutionSTFTLoss",
     "SSLFeatureLoss",
