@@ -1,10 +1,10 @@
-"""The ``.sbc`` bitstream: a versioned header and tokens packed at their exact width.
+"""The ``.sbc`` bitstream: a versioned, checksummed header and tokens packed at their exact width.
 
-Layout (all integers little-endian)::
+Layout of version 2 (all integers little-endian)::
 
     offset size  field
     0      4     magic b"\\x89SBC"
-    4      1     version (1)
+    4      1     version (2)
     5      1     flags (bit 0: entropy coded)
     6      4     sample_rate (Hz)
     10     4     hop_length (samples per frame; frame rate = sample_rate / hop_length)
@@ -15,7 +15,19 @@ Layout (all integers little-endian)::
     27+4K  8     codec configuration hash (see ``Codec.compute_config_hash``)
     35+4K  4     CRC-32 of the payload
     39+4K  8     (entropy-coded files only) hash of the token model (``speechbrain_codec.entropy``)
-    ...    ...   payload
+    H-8    4     payload length in bytes
+    H-4    4     CRC-32 of the header bytes before it (offsets 0 .. H-4)
+    H      ...   payload
+
+The header is ``H = 47 + 4K`` bytes (``55 + 4K`` entropy-coded). Version 1 (still read, with a
+notice) is the same without the last two fields: it has no header checksum, so only the
+plausibility checks below guard its header. Every header is checked on reading: sample rate in
+1..384000 Hz, hop length in 1..sample rate, at least one codebook, codebook sizes >= 2, a frame
+count within ``FRAME_SLACK`` frames of ``ceil(num_samples / hop_length)`` (the codec's encoder
+may drop an edge frame, and a clip shorter than the encoder's window is zero-padded by a few
+frames), and a payload of the announced length. Any failure is a one-line :class:`CodecError`
+naming the file. :func:`build_header` and :func:`parse_header` are the only places that know
+the layout.
 
 Plain payload: K streams, one after the other. Each stream holds T tokens of one codebook as a mixed-radix number in base N_k, in blocks of
 ``BLOCK`` tokens; a block of n tokens takes ``ceil(n * log2 N_k / 8)`` bytes. For
@@ -29,6 +41,7 @@ streams one after the other with the checkpoint's token model; its size is data-
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -40,14 +53,22 @@ import numpy as np
 
 from .utils import CodecError, atomic_path
 
-__all__ = ["Bitstream", "write_sbc", "read_sbc", "peek_header", "pack_stream", "unpack_stream", "MAGIC", "VERSION"]
+__all__ = ["Bitstream", "Header", "build_header", "parse_header", "header_size", "write_sbc", "read_sbc",
+           "peek_header", "pack_stream", "unpack_stream", "MAGIC", "VERSION", "READ_VERSIONS"]
+
+logger = logging.getLogger("speechbrain_codec")
 
 MAGIC = b"\x89SBC"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 FLAG_ENTROPY = 1
 ENTROPY_NAME = "entropy_model.json"
 BLOCK = 4096
+MAX_SAMPLE_RATE = 384_000
+MAX_CODEBOOK_SIZE = 2**32 - 1  # what the 4-byte field holds
+FRAME_SLACK = 4
 _FIXED = struct.Struct("<4sBBIIQIB")
+_TRAILER = struct.Struct("<II")  # version >= 2: payload length, CRC-32 of the header before it
 
 
 def _block_bytes(n_tokens: int, radix: int) -> int:
@@ -96,6 +117,155 @@ def stream_bytes(n_tokens: int, radix: int) -> int:
     return full * _block_bytes(BLOCK, radix) + _block_bytes(rest, radix)
 
 
+# ---------------------------------------------------------------------- the header
+@dataclass
+class Header:
+    """What a ``.sbc`` header holds (layout in the module docstring).
+
+    ``payload_length`` is ``None`` for version 1 (which does not store it), ``model_hash`` is
+    ``None`` for plain files, ``size`` is the header's length in bytes.
+    """
+
+    version: int
+    entropy_coded: bool
+    sample_rate: int
+    hop_length: int
+    num_samples: int
+    num_frames: int
+    codebook_sizes: list[int]
+    config_hash: str
+    payload_crc: int
+    model_hash: str | None = None
+    payload_length: int | None = None
+    size: int = 0
+
+
+def header_size(num_codebooks: int, entropy_coded: bool, version: int = VERSION) -> int:
+    """Bytes of a header with ``num_codebooks`` codebooks.
+
+    >>> header_size(1, False), header_size(1, True), header_size(1, False, version=1)
+    (51, 59, 43)
+    """
+    return _FIXED.size + 4 * num_codebooks + 12 + (8 if entropy_coded else 0) + (_TRAILER.size if version >= 2 else 0)
+
+
+def _implausible(h: Header) -> str | None:
+    """Why the header's values cannot describe a file this toolkit writes, or ``None``."""
+    sizes, sr, hop = h.codebook_sizes, h.sample_rate, h.hop_length
+    if not sizes:
+        return "no codebooks"
+    if not 1 <= sr <= MAX_SAMPLE_RATE:
+        return f"sample rate {sr} Hz (expected 1..{MAX_SAMPLE_RATE})"
+    if not 1 <= hop <= sr:
+        return f"hop length {hop} (expected 1..{sr}, the sample rate)"
+    if min(sizes) < 2 or max(sizes) > MAX_CODEBOOK_SIZE:
+        return f"codebook sizes {sizes} (expected 2..2^32-1)"
+    expected = -(-h.num_samples // hop)
+    if not expected - FRAME_SLACK <= h.num_frames <= max(expected, 1) + FRAME_SLACK:
+        return (f"{h.num_frames} frames for {h.num_samples} samples at hop {hop} "
+                f"(expected ceil({h.num_samples} / {hop}) = {expected}, +-{FRAME_SLACK})")
+    if h.payload_length is not None and not h.entropy_coded:
+        plain = sum(stream_bytes(h.num_frames, n) for n in sizes)
+        if h.payload_length != plain:
+            return f"payload length {h.payload_length} bytes, {h.num_frames} frames of {sizes} take {plain}"
+    return None
+
+
+def build_header(h: Header) -> bytes:
+    """The bytes of header ``h`` (version ``h.version``; 2 needs ``h.payload_length``)."""
+    problem = _implausible(h)
+    if problem:
+        raise ValueError(f"refusing to write an implausible header: {problem}")
+    if h.entropy_coded != (h.model_hash is not None):
+        raise ValueError("an entropy-coded header needs the token model's hash (and only it)")
+    out = _FIXED.pack(MAGIC, h.version, FLAG_ENTROPY if h.entropy_coded else 0, h.sample_rate, h.hop_length,
+                      h.num_samples, h.num_frames, len(h.codebook_sizes))
+    out += struct.pack(f"<{len(h.codebook_sizes)}I", *h.codebook_sizes)
+    out += bytes.fromhex(h.config_hash.ljust(16, "0")[:16])
+    out += struct.pack("<I", h.payload_crc)
+    if h.entropy_coded:
+        out += bytes.fromhex(h.model_hash)
+    if h.version >= 2:
+        out += struct.pack("<I", h.payload_length)
+        out += struct.pack("<I", zlib.crc32(out))
+    assert len(out) == header_size(len(h.codebook_sizes), h.entropy_coded, h.version)
+    return out
+
+
+def parse_header(data: bytes, name: str = "<bytes>", notices: bool = True) -> Header:
+    """Parse and check the header at the start of ``data`` (a whole ``.sbc`` file's content).
+
+    Raises :class:`CodecError` naming ``name`` for an empty or truncated file, a foreign file,
+    an unknown version or flags, a header checksum mismatch (version 2) and implausible values.
+    A version-1 header (no checksum) is accepted with a notice when ``notices``.
+    """
+    n = len(data)
+    truncated = f"{name}: truncated header ({n} bytes); the file is incomplete or corrupt, re-encode it"
+    if n == 0:
+        raise CodecError(f"{name}: empty file (0 bytes), not a speechbrain-codec bitstream; re-encode it")
+    if n < len(MAGIC) and MAGIC.startswith(data):
+        raise CodecError(truncated)
+    if data[:4] != MAGIC:
+        raise CodecError(f"{name}: not a speechbrain-codec bitstream (bad magic); encode it with `speechbrain-codec encode`")
+    if n < _FIXED.size:
+        raise CodecError(truncated)
+    _, version, flags, sr, hop, n_samples, n_frames, k = _FIXED.unpack_from(data, 0)
+    if version not in READ_VERSIONS:
+        raise CodecError(f"{name}: bitstream version {version}, this toolkit reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))}; upgrade speechbrain-codec")
+    if flags & ~FLAG_ENTROPY:
+        raise CodecError(f"{name}: unsupported flags {flags:#x} in a version-{version} bitstream; the file is corrupt")
+    entropy = bool(flags & FLAG_ENTROPY)
+    if k == 0:
+        raise CodecError(f"{name}: implausible header: no codebooks; the file is corrupt, re-encode it")
+    size = header_size(k, entropy, version)
+    if n < size:
+        raise CodecError(truncated)
+    pos = _FIXED.size
+    sizes = list(struct.unpack_from(f"<{k}I", data, pos))
+    pos += 4 * k
+    config_hash = data[pos : pos + 8].hex()
+    (crc,) = struct.unpack_from("<I", data, pos + 8)
+    pos += 12
+    model_hash = payload_length = None
+    if entropy:
+        model_hash = data[pos : pos + 8].hex()
+        pos += 8
+    if version >= 2:
+        payload_length, header_crc = _TRAILER.unpack_from(data, pos)
+        if zlib.crc32(data[: pos + 4]) != header_crc:
+            raise CodecError(f"{name}: header checksum mismatch; the header is corrupt, re-encode it")
+    h = Header(version, entropy, sr, hop, n_samples, n_frames, sizes, config_hash, crc, model_hash, payload_length, size)
+    problem = _implausible(h)
+    if problem:
+        raise CodecError(f"{name}: implausible header: {problem}; the file is corrupt, re-encode it")
+    if version == 1 and notices:
+        logger.warning("%s: version-1 bitstream: its header has no checksum (only plausibility checks); "
+                       "re-encode it to get one", name)
+    return h
+
+
+def _payload(data: bytes, h: Header, name: str) -> bytes:
+    """The payload after header ``h``, checked against the announced length and the CRC."""
+    payload = data[h.size :]
+    expected = h.payload_length
+    if expected is None and not h.entropy_coded:
+        expected = sum(stream_bytes(h.num_frames, n) for n in h.codebook_sizes)
+    if expected is not None:
+        if len(payload) < expected:
+            raise CodecError(
+                f"{name}: truncated: the header announces {expected} payload bytes, the file holds "
+                f"{len(payload)}; the file is incomplete, re-encode it"
+            )
+        if len(payload) > expected:
+            raise CodecError(f"{name}: {len(payload) - expected} unexpected bytes after the payload")
+    if zlib.crc32(payload) != h.payload_crc:
+        what = "truncated or corrupt" if expected is None else "corrupt"
+        raise CodecError(f"{name}: payload checksum mismatch; the file is {what}, re-encode it")
+    return payload
+
+
+# ---------------------------------------------------------------------- tokens of one utterance
 @dataclass
 class Bitstream:
     """Tokens of one utterance with what is needed to decode them.
@@ -132,14 +302,15 @@ class Bitstream:
         return self.frame_rate * sum(math.log2(n) for n in self.codebook_sizes)
 
     def header_bytes(self) -> int:
-        return _FIXED.size + 4 * len(self.codebook_sizes) + 12 + (8 if self.token_model is not None else 0)
+        return header_size(len(self.codebook_sizes), self.token_model is not None)
 
     def payload_bytes(self) -> int:
         if self.token_model is not None:
             return len(self.token_model.encode(self.toks))
         return sum(stream_bytes(self.toks.shape[0], n) for n in self.codebook_sizes)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, version: int = VERSION) -> bytes:
+        """The ``.sbc`` file content (``version=1`` writes the old layout, for tests of readers)."""
         toks = np.asarray(self.toks)
         if toks.ndim != 2 or toks.shape[1] != len(self.codebook_sizes):
             raise ValueError(f"toks must be [T, {len(self.codebook_sizes)}], got {list(toks.shape)}")
@@ -153,72 +324,34 @@ class Bitstream:
             payload = self.token_model.encode(toks)
         else:
             payload = b"".join(pack_stream(toks[:, k], n) for k, n in enumerate(self.codebook_sizes))
-        header = _FIXED.pack(
-            MAGIC, VERSION, FLAG_ENTROPY if entropy else 0, self.sample_rate, self.hop_length,
-            self.num_samples, toks.shape[0], len(self.codebook_sizes),
-        )
-        header += struct.pack(f"<{len(self.codebook_sizes)}I", *self.codebook_sizes)
-        header += bytes.fromhex(self.config_hash.ljust(16, "0")[:16])
-        header += struct.pack("<I", zlib.crc32(payload))
-        if entropy:
-            header += bytes.fromhex(self.token_model.hash)
+        header = build_header(Header(
+            version, entropy, self.sample_rate, self.hop_length, self.num_samples, toks.shape[0],
+            list(self.codebook_sizes), self.config_hash, zlib.crc32(payload),
+            self.token_model.hash if entropy else None, len(payload) if version >= 2 else None,
+        ))
         return header + payload
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "<bytes>", token_model=None) -> "Bitstream":
+    def from_bytes(cls, data: bytes, name: str = "<bytes>", token_model=None, notices: bool = True) -> "Bitstream":
         """Parse a ``.sbc`` file's content; ``name`` is used in error messages.
 
         An entropy-coded file needs ``token_model`` (the checkpoint's), else CodecError.
         """
-        if data[:4] != MAGIC:
-            raise CodecError(f"{name}: not a speechbrain-codec bitstream (bad magic); encode it with `speechbrain-codec encode`")
-        if len(data) < _FIXED.size:
-            raise CodecError(f"{name}: truncated header; the file is incomplete, re-encode it")
-        magic, version, flags, sr, hop, n_samples, n_frames, k = _FIXED.unpack_from(data, 0)
-        if version != VERSION:
-            raise CodecError(f"{name}: bitstream version {version}, this toolkit reads version {VERSION}; upgrade speechbrain-codec")
-        if flags & ~FLAG_ENTROPY:
-            raise CodecError(f"{name}: unsupported flags {flags:#x} in a version-{version} bitstream")
-        entropy = bool(flags & FLAG_ENTROPY)
-        pos = _FIXED.size
-        if k == 0 or len(data) < pos + 4 * k + 12:
-            raise CodecError(f"{name}: truncated header; the file is incomplete, re-encode it")
-        sizes = list(struct.unpack_from(f"<{k}I", data, pos))
-        pos += 4 * k
-        config_hash = data[pos : pos + 8].hex()
-        (crc,) = struct.unpack_from("<I", data, pos + 8)
-        pos += 12
-        if min(sizes) < 2 or hop == 0 or sr == 0:
-            raise CodecError(f"{name}: corrupt header (codebook sizes {sizes}, hop {hop}, rate {sr})")
-        if entropy:
-            if len(data) < pos + 8:
-                raise CodecError(f"{name}: truncated header; the file is incomplete, re-encode it")
-            model_hash = data[pos : pos + 8].hex()
-            pos += 8
-            payload = data[pos:]
-            if zlib.crc32(payload) != crc:
-                raise CodecError(f"{name}: payload checksum mismatch; the file is truncated or corrupt, re-encode it")
+        h = parse_header(data, name, notices)
+        payload = _payload(data, h, name)
+        n_frames, sizes = h.num_frames, h.codebook_sizes
+        if h.entropy_coded:
             if token_model is None:
                 raise CodecError(f"{name}: entropy-coded; decode it with its checkpoint (which holds {ENTROPY_NAME})")
-            if token_model.hash != model_hash:
-                raise CodecError(f"{name}: entropy-coded with another token model (hash {model_hash}, the checkpoint's is {token_model.hash})")
+            if token_model.hash != h.model_hash:
+                raise CodecError(f"{name}: entropy-coded with another token model (hash {h.model_hash}, "
+                                 f"the checkpoint's is {token_model.hash})")
             try:
                 toks = token_model.decode(payload, n_frames)
             except Exception as err:
                 raise CodecError(f"{name}: entropy-coded payload does not decode ({err})") from None
-            return cls(toks, sr, hop, n_samples, sizes, config_hash, token_model)
-        expected = sum(stream_bytes(n_frames, n) for n in sizes)
-        payload = data[pos:]
-        if len(payload) < expected:
-            raise CodecError(
-                f"{name}: truncated: the header announces {expected} payload bytes, the file holds "
-                f"{len(payload)}; the file is incomplete, re-encode it"
-            )
-        if len(payload) > expected:
-            raise CodecError(f"{name}: {len(payload) - expected} unexpected bytes after the payload")
-        if zlib.crc32(payload) != crc:
-            raise CodecError(f"{name}: payload checksum mismatch; the file is corrupt, re-encode it")
-        toks = np.empty((n_frames, k), dtype=np.int64)
+            return cls(toks, h.sample_rate, h.hop_length, h.num_samples, sizes, h.config_hash, token_model)
+        toks = np.empty((n_frames, len(sizes)), dtype=np.int64)
         off = 0
         for i, n in enumerate(sizes):
             size = stream_bytes(n_frames, n)
@@ -227,7 +360,7 @@ class Bitstream:
             except ValueError:
                 raise CodecError(f"{name}: stream {i} holds out-of-range values; the file is corrupt") from None
             off += size
-        return cls(toks, sr, hop, n_samples, sizes, config_hash)
+        return cls(toks, h.sample_rate, h.hop_length, h.num_samples, sizes, h.config_hash)
 
 
 def write_sbc(path: str | os.PathLike, bitstream: Bitstream) -> int:
@@ -238,24 +371,30 @@ def write_sbc(path: str | os.PathLike, bitstream: Bitstream) -> int:
     return len(data)
 
 
-def read_sbc(path: str | os.PathLike, token_model=None) -> Bitstream:
-    """Read and validate a ``.sbc`` file (see the module docstring for the checks)."""
+def _read(path: str | os.PathLike) -> bytes:
     path = Path(path)
+    if path.is_dir():
+        raise CodecError(f"{path}: a folder, not a bitstream file")
     if not path.is_file():
         raise CodecError(f"{path}: no such bitstream file")
-    return Bitstream.from_bytes(path.read_bytes(), str(path), token_model)
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CodecError(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
-def peek_header(path: str | os.PathLike) -> dict:
-    """Header facts of a ``.sbc`` file without decoding its payload (works for entropy-coded
-    files without their model)."""
-    data = Path(path).read_bytes()
-    if data[:4] != MAGIC or len(data) < _FIXED.size:
-        raise CodecError(f"{path}: not a speechbrain-codec bitstream (bad magic or truncated header)")
-    _, version, flags, sr, hop, n_samples, n_frames, k = _FIXED.unpack_from(data, 0)
-    sizes = list(struct.unpack_from(f"<{k}I", data, _FIXED.size))
-    header = _FIXED.size + 4 * k + 12 + (8 if flags & FLAG_ENTROPY else 0)
-    return {"version": version, "entropy_coded": bool(flags & FLAG_ENTROPY), "sample_rate": sr,
-            "hop_length": hop, "num_samples": n_samples, "frames": n_frames, "codebook_sizes": sizes,
-            "config_hash": data[_FIXED.size + 4 * k : _FIXED.size + 4 * k + 8].hex(),
-            "header_bytes": header, "payload_bytes": len(data) - header}
+def read_sbc(path: str | os.PathLike, token_model=None, notices: bool = True) -> Bitstream:
+    """Read and validate a ``.sbc`` file (see the module docstring for the checks)."""
+    return Bitstream.from_bytes(_read(path), str(path), token_model, notices)
+
+
+def peek_header(path: str | os.PathLike, notices: bool = True) -> dict:
+    """Header facts of a ``.sbc`` file, checked (header, payload length and CRC) but without
+    decoding its payload (works for entropy-coded files without their model)."""
+    data = _read(path)
+    h = parse_header(data, str(path), notices)
+    _payload(data, h, str(path))
+    return {"version": h.version, "entropy_coded": h.entropy_coded, "sample_rate": h.sample_rate,
+            "hop_length": h.hop_length, "num_samples": h.num_samples, "frames": h.num_frames,
+            "codebook_sizes": h.codebook_sizes, "config_hash": h.config_hash,
+            "header_bytes": h.size, "payload_bytes": len(data) - h.size}

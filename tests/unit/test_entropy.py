@@ -60,8 +60,16 @@ def test_entropy_bitstream_errors(tmp_path):
         read_sbc(path, other)
     data = path.read_bytes()
     (tmp_path / "cut.sbc").write_bytes(data[:-4])
-    with pytest.raises(CodecError, match="checksum"):
+    with pytest.raises(CodecError, match="truncated: the header announces"):  # version 2 stores the length
         read_sbc(tmp_path / "cut.sbc", model)
+    with pytest.raises(CodecError, match="truncated"):  # info (without the model) sees it too
+        peek_header(tmp_path / "cut.sbc")
+    # a version-1 file (no payload length) still reads, and its truncation fails the payload CRC
+    (tmp_path / "v1.sbc").write_bytes(bs.to_bytes(version=1))
+    assert np.array_equal(read_sbc(tmp_path / "v1.sbc", model).toks, toks)
+    (tmp_path / "v1cut.sbc").write_bytes(bs.to_bytes(version=1)[:-4])
+    with pytest.raises(CodecError, match="checksum"):
+        read_sbc(tmp_path / "v1cut.sbc", model)
 
 
 def test_cli_fit_entropy_encode_decode(checkpoint, mini_clip, tmp_path, capsys):
