@@ -24,17 +24,26 @@ def _is_distributed() -> bool:
 class EMAVectorQuantizer(Quantizer):
     """Vector quantizer whose codebook is an exponential moving average of assigned vectors.
 
-    As in Jukebox (Dhariwal et al., 2020) and the LM-loss codec: nearest codeword by squared
-    distance; in training mode, per-code EMA of counts and sums (decay ``decay``), centre =
-    sum / count; every step, codes whose EMA count is below ``dead_code_threshold`` are
-    replaced by random encoder outputs of the batch (tiled and jittered when the batch has
-    fewer vectors than codes). The codebook is initialised on the first training batch, with
-    random encoder outputs (``init="random"``) or a few k-means iterations (``init="kmeans"``).
+    As in Jukebox (Dhariwal et al., 2020) and the LM-loss codec (its spec, §2.3): nearest
+    codeword by squared distance; in training mode, per-code EMA of counts and sums (decay
+    ``decay``, 0.99 as the spec), centre = sum / count; every step, codes whose EMA count is
+    below ``dead_code_threshold`` (1.0) are replaced by random encoder outputs of the batch
+    (tiled and jittered with std 0.01/sqrt(D) when the batch has fewer vectors than codes).
+    A restarted code's statistics are reset as at initialisation (count 1, sum = the new
+    vector), so the stale sum does not drag the code back off the data on the next step (with
+    the stale statistics, a codebook initialised far from the data collapses to one used code
+    at decay 0.99: tested). The codebook is initialised on the first training batch, with random
+    encoder outputs (``init="random"``) or a few k-means iterations (``init="kmeans"``).
     The loss ``commit`` is ``mean((z - sg(q))^2)``; the codebook gets no gradient; the output
     uses the straight-through estimator. The "initialised" flag is a saved buffer, so a
     resumed or fine-tuned model does not re-initialise its codebook (the LM-loss reference
-    does: a bug documented in its spec). Under DistributedDataParallel the statistics are
-    summed over processes and the restart vectors come from process 0, so codebooks stay equal.
+    does: a bug documented in its spec).
+
+    Under ``torch.distributed`` (e.g. DistributedDataParallel) the per-step counts and sums are
+    all-reduced (summed over processes), and the initial codebook and the restart vectors are
+    computed by process 0 from the batches of all processes (gathered in rank order) and
+    broadcast, so every process holds the same codebook and statistics (tested: bit-identical
+    across 2 gloo processes, and equal to one process fed the concatenated batch).
 
     Parameters
     ----------
@@ -87,10 +96,7 @@ class EMAVectorQuantizer(Quantizer):
             reps = (n + x.shape[0] - 1) // x.shape[0]
             x = x.repeat(reps, 1)
             x = x + torch.randn_like(x) * 0.01 / x.shape[1] ** 0.5
-        rows = x[torch.randperm(x.shape[0], device=x.device)[:n]]
-        if _is_distributed():
-            dist.broadcast(rows, 0)
-        return rows
+        return x[torch.randperm(x.shape[0], device=x.device)[:n]]
 
     def _kmeans(self, x: torch.Tensor) -> torch.Tensor:
         centres = self._random_rows(x, self.codebook_sizes[0])
@@ -101,9 +107,32 @@ class EMAVectorQuantizer(Quantizer):
             centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
         return centres
 
+    def _from_global_batch(self, x: torch.Tensor, fn) -> torch.Tensor:
+        """``fn(batch) -> [K, D]`` on the batch of every process: in one process, ``fn(x)``;
+        under torch.distributed, process 0 applies ``fn`` to the rank-ordered concatenation of
+        all processes' rows and broadcasts the result (the same on every process)."""
+        if not _is_distributed():
+            return fn(x)
+        world = dist.get_world_size()
+        n = torch.tensor([x.shape[0]], device=x.device, dtype=torch.int64)
+        sizes = [torch.zeros_like(n) for _ in range(world)]
+        dist.all_gather(sizes, n)
+        sizes = [int(v) for v in sizes]
+        padded = x.new_zeros(max(sizes), x.shape[1])
+        padded[: x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        if dist.get_rank() == 0:
+            out = fn(torch.cat([p[:m] for p, m in zip(parts, sizes)])).contiguous()
+        else:
+            out = x.new_empty(self.codebook_sizes[0], x.shape[1])
+        dist.broadcast(out, 0)
+        return out
+
     @torch.no_grad()
     def _initialize(self, x: torch.Tensor) -> None:
-        centres = self._kmeans(x) if self.init == "kmeans" else self._random_rows(x, self.codebook_sizes[0])
+        fn = self._kmeans if self.init == "kmeans" else (lambda v: self._random_rows(v, self.codebook_sizes[0]))
+        centres = self._from_global_batch(x, fn)
         self.codebook.copy_(centres)
         self.ema_sum.copy_(centres)
         self.ema_count.fill_(1.0)
@@ -120,9 +149,13 @@ class EMAVectorQuantizer(Quantizer):
         self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         centres = self.ema_sum / self.ema_count.clamp(min=self.eps)[:, None]
         if self.threshold > 0:
-            dead = self.ema_count < self.threshold
+            dead = self.ema_count < self.threshold  # the same on every process (all-reduced)
             if dead.any():
-                centres = torch.where(dead[:, None], self._random_rows(x, self.codebook_sizes[0]), centres)
+                fresh = self._from_global_batch(x, lambda v: self._random_rows(v, self.codebook_sizes[0]))
+                centres = torch.where(dead[:, None], fresh, centres)
+                # restart the statistics too, as at initialisation: count 1, sum = the vector
+                self.ema_sum.copy_(torch.where(dead[:, None], fresh, self.ema_sum))
+                self.ema_count.masked_fill_(dead, 1.0)
         self.codebook.copy_(centres)
 
     # ---------------------------------------------------------------- interface
