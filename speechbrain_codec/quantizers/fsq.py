@@ -109,12 +109,32 @@ class FSQ(Quantizer):
 
 
 class ResidualFSQ(Quantizer):
-    """Residual FSQ: stage i quantizes ``r_i / s_i`` with FSQ ``levels``; ``r_{i+1} = r_i - s_i q_i``.
+    """Residual FSQ: stage i quantizes what stages 0..i-1 left, ``r_{i+1} = r_i - s_i q_i``;
+    qlats = ``project_out(sum_i s_i q_i)``, tokens ``[B, T, num_stages]``.
 
-    As SIREN's semantic stream (levels e.g. [8, 5, 5, 5], 2 stages, ``s_i = scale_decay^i``,
-    optionally learnable). Unlike the SIREN reference, whose straight-through wraps the input
-    of the projection so that the output projection never gets a gradient (its spec, bug 7),
-    here the gradient flows through each stage and both projections.
+    Two arrangements, named by ``arrangement``:
+
+    * ``"rescaled"`` (the default, unchanged; vector-quantize-pytorch's ``ResidualFSQ``
+      arrangement with scales ``scale_decay ** i``): stage i quantizes the *rescaled* residual
+      ``r_i / s_i`` (bound, round), so every stage uses the full FSQ grid on a finer scale, and
+      contributes ``s_i q_i``. No auxiliary loss unless ``stage_weights`` is given.
+    * ``"siren"`` (SIREN's ``ResidualFSQ``, its spec §2.3): stage i quantizes the current,
+      unbounded residual ``r_i`` itself (the bound is applied inside the stage), adds
+      ``s_i q_i`` to the running sum and sets ``r_{i+1} = r_i - s_i q_i`` ("quantise the
+      residual, then scale"). Loss ``commit = sum_i w_i mean((sg(q_i) - z'_i)^2)`` with
+      ``z'_i`` the bounded (pre-rounding) stage input and ``w_i = 1 / (i + 1)`` by default.
+      SIREN P1: ``scale_decay=0.5, learnable_scales=True``; HEAD: ``scale_decay=1.0``.
+
+    Input ``Linear(dim -> len(levels))`` and output ``Linear(len(levels) -> dim)`` projections
+    exist when ``dim`` differs from ``len(levels)``. Gradients: the rounding is straight-through
+    inside each stage, so the reconstruction gradient reaches both projections (and learnable
+    scales). This deliberately fixes the SIREN reference, whose straight-through wraps the input
+    of the projections (``z + sg(out_proj(sum) - z)``) so that the output projection never gets a
+    gradient and the input projection gets none from the reconstruction (its spec, bug 7).
+    The per-stage FSQ is :class:`FSQ` (vector-quantize-pytorch's grid, e.g. 8 levels at
+    {-4..3}/4); SIREN's own stage grid (``index / (L - 1) * 2 - 1``) differs for even L, so
+    SIREN checkpoints' tokens are not interchangeable with these.
+    ``bits_per_frame`` is what the levels can carry: ``num_stages * log2 prod(levels)``.
 
     Parameters
     ----------
@@ -125,19 +145,32 @@ class ResidualFSQ(Quantizer):
     dim : int, optional
         Latent size; projections to and from ``len(levels)`` when it differs.
     scale_decay : float
-        Stage i works at scale ``scale_decay ** i``.
+        Stage i uses the scale ``s_i = scale_decay ** i``.
     learnable_scales : bool
         Make the stage scales parameters.
+    arrangement : str
+        ``"rescaled"`` or ``"siren"`` (above).
+    stage_weights : list of float, optional
+        Weights ``w_i`` of the per-stage losses; default ``1 / (i + 1)`` for ``"siren"`` and
+        no loss for ``"rescaled"``.
 
     Example
     -------
     >>> q = ResidualFSQ([8, 5, 5, 5], num_stages=2, dim=16)
     >>> out = q(torch.randn(2, 7, 16))
-    >>> out.toks.shape, round(q.bits_per_frame, 2)
-    (torch.Size([2, 7, 2]), 19.93)
+    >>> out.toks.shape, round(q.bits_per_frame, 2), sorted(out.losses)
+    (torch.Size([2, 7, 2]), 19.93, [])
     >>> torch.allclose(q.toks_to_qlats(out.toks), out.qlats, atol=1e-6)
     True
+    >>> s = ResidualFSQ([8, 5, 5, 5], num_stages=2, dim=16, arrangement="siren", learnable_scales=True)
+    >>> out = s(torch.randn(2, 7, 16))
+    >>> sorted(out.losses), s.stage_weights
+    (['commit'], [1.0, 0.5])
+    >>> torch.allclose(s.toks_to_qlats(out.toks), out.qlats, atol=1e-6)
+    True
     """
+
+    ARRANGEMENTS = ("rescaled", "siren")
 
     def __init__(
         self,
@@ -146,8 +179,21 @@ class ResidualFSQ(Quantizer):
         dim: int | None = None,
         scale_decay: float = 0.5,
         learnable_scales: bool = False,
+        arrangement: str = "rescaled",
+        stage_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
+        if arrangement not in self.ARRANGEMENTS:
+            raise ValueError(f"arrangement must be one of {self.ARRANGEMENTS}, got {arrangement!r}")
+        if num_stages < 1:
+            raise ValueError(f"num_stages must be >= 1, got {num_stages}")
+        if stage_weights is None and arrangement == "siren":
+            stage_weights = [1.0 / (i + 1) for i in range(num_stages)]
+        if stage_weights is not None:
+            stage_weights = [float(w) for w in stage_weights]
+            if len(stage_weights) != num_stages:
+                raise ValueError(f"stage_weights needs {num_stages} values, got {len(stage_weights)}")
+        self.arrangement, self.stage_weights = arrangement, stage_weights
         self.fsq = FSQ(levels)
         inner = len(self.fsq.levels)
         self.dim = dim if dim is not None else inner
@@ -163,14 +209,21 @@ class ResidualFSQ(Quantizer):
     def forward(self, lats: torch.Tensor) -> QuantizerOutput:
         self.check_lats(lats)
         residual = self.project_in(lats)
-        total, toks = torch.zeros_like(residual), []
+        half_width = (self.fsq._levels // 2).to(residual.dtype)
+        total, toks, loss = torch.zeros_like(residual), [], residual.new_zeros(())
         for i in range(self.num_codebooks):
-            codes = self.fsq.quantize(residual / self.scales[i])
+            stage_in = residual / self.scales[i] if self.arrangement == "rescaled" else residual
+            bounded = self.fsq.bound(stage_in)
+            codes = _round_ste(bounded) / half_width  # q_i (= FSQ.quantize), in [-1, 1]
+            bounded = bounded / half_width  # z'_i on the same scale
             toks.append(self.fsq.codes_to_indices(codes.detach()))
+            if self.stage_weights is not None:
+                loss = loss + self.stage_weights[i] * torch.mean((codes.detach() - bounded) ** 2)
             step = codes * self.scales[i]
             total = total + step
             residual = residual - step.detach()
-        return QuantizerOutput(self.project_out(total), torch.stack(toks, dim=-1), {})
+        losses = {} if self.stage_weights is None else {"commit": loss}
+        return QuantizerOutput(self.project_out(total), torch.stack(toks, dim=-1), losses)
 
     def toks_to_qlats(self, toks: torch.Tensor) -> torch.Tensor:
         self.check_toks(toks)

@@ -29,6 +29,7 @@ def clusters(n_per=100, centres=((0, 0), (5, 5), (-5, 5), (5, -5)), std=0.1, see
 ALL = [
     lambda: FSQ([8, 5, 5, 5], dim=6, num_codebooks=2),
     lambda: ResidualFSQ([8, 5, 5, 5], num_stages=3, dim=6),
+    lambda: ResidualFSQ([8, 5, 5, 5], num_stages=3, dim=6, arrangement="siren"),
     lambda: EMAVectorQuantizer(16, 6),
     lambda: ResidualVQ(2, 16, 6),
     lambda: KMeansQuantizer(torch.randn(16, 6)),
@@ -161,6 +162,84 @@ def test_residual_fsq_projections_get_gradients():
     q(torch.randn(2, 7, 16)).qlats.pow(2).sum().backward()
     assert q.project_out.weight.grad.abs().sum() > 0  # the SIREN reference's STE misses this one
     assert q.project_in.weight.grad.abs().sum() > 0
+
+
+def _fsq_bound(z, levels, eps=1e-3):
+    """FSQ's bound (vector-quantize-pytorch's), written out: tanh onto (L - 1)(1 + eps) / 2,
+    shifted by half a step for even L."""
+    lv = torch.tensor(levels, dtype=z.dtype)
+    half_l = (lv - 1) * (1 + eps) / 2
+    offset = torch.where(torch.tensor(levels) % 2 == 0, 0.5, 0.0).to(z.dtype)
+    return torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset
+
+
+def _residual_fsq_reference(z, levels, scales, arrangement, weights):
+    """The spec's arithmetic (siren.md §2.3, "Residual FSQ") on the projected latent ``z``:
+    siren: stage i quantises r_i itself, sum += s_i q_i, r_{i+1} = r_i - s_i q_i, loss
+    sum_i w_i mean((q_i - z'_i)^2); rescaled: the same with r_i / s_i as the stage input."""
+    half = torch.tensor([l // 2 for l in levels], dtype=z.dtype)
+    basis = [math.prod(levels[:d]) for d in range(len(levels))]
+    r, total, toks, loss = z, torch.zeros_like(z), [], torch.zeros(())
+    for i, s in enumerate(scales):
+        stage_in = r / s if arrangement == "rescaled" else r
+        bounded = _fsq_bound(stage_in, levels)
+        q, z_prime = torch.round(bounded) / half, bounded / half
+        digits = torch.round(q * half + half).long()
+        toks.append(sum(digits[..., d] * basis[d] for d in range(len(levels))))
+        loss = loss + weights[i] * torch.mean((q - z_prime) ** 2)
+        total = total + s * q
+        r = r - s * q
+    return total, torch.stack(toks, -1), loss
+
+
+@pytest.mark.parametrize("arrangement", ["rescaled", "siren"])
+def test_residual_fsq_equals_hand_written_arithmetic(arrangement):
+    levels, stages = [8, 5, 5, 5], 3
+    torch.manual_seed(0)
+    q = ResidualFSQ(levels, num_stages=stages, dim=6, scale_decay=0.5, arrangement=arrangement,
+                    stage_weights=[1.0, 0.5, 1 / 3])
+    lats = torch.randn(2, 40, 6) * 2
+    out = q(lats)
+    with torch.no_grad():
+        z = q.project_in(lats)
+    total, toks, loss = _residual_fsq_reference(z, levels, [1.0, 0.5, 0.25], arrangement, [1.0, 0.5, 1 / 3])
+    assert torch.equal(out.toks, toks)
+    assert torch.allclose(out.qlats, q.project_out(total), atol=1e-6)
+    assert torch.allclose(out.losses["commit"], loss, atol=1e-7)
+    assert torch.allclose(q.toks_to_qlats(out.toks), out.qlats, atol=1e-6)
+    assert q.bits_per_frame == pytest.approx(stages * math.log2(8 * 5 * 5 * 5))  # what the levels carry
+
+
+def test_residual_fsq_arrangements_differ_and_default_weights():
+    torch.manual_seed(0)
+    lats = torch.randn(2, 40, 4)
+    rescaled = ResidualFSQ([8, 5, 5, 5], num_stages=2)
+    siren = ResidualFSQ([8, 5, 5, 5], num_stages=2, arrangement="siren")
+    assert rescaled.arrangement == "rescaled" and rescaled(lats).losses == {}  # the default, unchanged
+    assert siren.stage_weights == [1.0, 0.5]  # the spec's sum_i stage_loss_i / (i + 1)
+    a, b = rescaled(lats).toks, siren(lats).toks
+    assert torch.equal(a[..., 0], b[..., 0]) and not torch.equal(a[..., 1], b[..., 1])
+    with pytest.raises(ValueError, match="arrangement"):
+        ResidualFSQ([8, 5, 5, 5], arrangement="lucidrains")
+    with pytest.raises(ValueError, match="stage_weights"):
+        ResidualFSQ([8, 5, 5, 5], num_stages=2, stage_weights=[1.0])
+
+
+@pytest.mark.parametrize("arrangement", ["rescaled", "siren"])
+def test_residual_fsq_gradient_reaches_both_projections_and_scales(arrangement):
+    torch.manual_seed(0)
+    q = ResidualFSQ([8, 5, 5, 5], num_stages=2, dim=16, arrangement=arrangement, learnable_scales=True)
+    out = q(torch.randn(2, 7, 16))
+    out.qlats.pow(2).sum().backward()
+    # the SIREN reference's straight-through gives the output projection no gradient (bug 7)
+    assert q.project_out.weight.grad.abs().sum() > 0
+    assert q.project_in.weight.grad.abs().sum() > 0
+    assert q.scales.grad.abs().sum() > 0
+    if arrangement == "siren":  # the stage loss trains the input side only
+        q.zero_grad()
+        q(torch.randn(2, 7, 16)).losses["commit"].backward()
+        assert q.project_in.weight.grad.abs().sum() > 0
+        assert q.project_out.weight.grad is None or q.project_out.weight.grad.abs().sum() == 0
 
 
 @settings(max_examples=40, deadline=None)
