@@ -3,12 +3,12 @@
 | class | method | tokens per frame | bits per frame |
 |---|---|---|---|
 | ``FSQ`` | finite scalar quantization | ``num_codebooks`` | ``K log2 prod(levels)`` |
-| ``ResidualFSQ`` | residual FSQ (SIREN) | ``num_stages`` | ``stages log2 prod(levels)`` |
-| ``EMAVectorQuantizer`` | EMA VQ, k-means/random init, dead-code restart (Jukebox, LM-loss codec) | 1 | ``log2 K`` |
+| ``ResidualFSQ`` | residual FSQ: ``arrangement="rescaled"`` (default; stage i quantises r_i / s_i, as vector-quantize-pytorch) or ``"siren"`` (SIREN: quantise r_i, then scale; stage losses / (i+1)) | ``num_stages`` | ``stages log2 prod(levels)`` |
+| ``EMAVectorQuantizer`` | EMA VQ, k-means/random init, dead-code restart with fresh statistics (Jukebox, LM-loss codec); synchronised under torch.distributed | 1 | ``log2 K`` |
 | ``ResidualVQ`` | residual EMA VQ | ``num_stages`` | ``stages log2 K`` |
 | ``KMeansQuantizer`` | nearest unit of a fixed k-means codebook | 1 | ``log2 K`` |
 | ``BinarySphericalQuantizer`` | BSQ (FocalCodec) | 1 | ``log2 codebook_size`` |
-| ``DPDPQuantizer`` | duration-penalised DP over k-means units (DP-SLM); dedup gives a variable rate | 1 | ``log2 K`` per frame before dedup |
+| ``DPDPQuantizer`` | duration-penalised DP over k-means units (DP-SLM; the reference's first-index ties); dedup gives a variable rate | 1 | ``log2 K`` per frame before dedup |
 """
 
 from .base import Quantizer, QuantizerOutput, codebook_stats
