@@ -76,19 +76,19 @@ _STATE: dict = {}
 
 
 def _init_worker(asr: str, metrics: tuple[str, ...], utmos_path: str | None, threads: int,
-                 spk_model: str = "resemblyzer") -> None:
+                 spk_model: str = "resemblyzer", device: str = "cpu") -> None:
     import torch
 
     torch.set_num_threads(threads)
     _STATE.clear()  # in-process runs (workers=1) must not reuse models of an earlier configuration
-    _STATE.update(asr_spec=asr, metrics=metrics, utmos_path=utmos_path, spk_model=spk_model)
+    _STATE.update(asr_spec=asr, metrics=metrics, utmos_path=utmos_path, spk_model=spk_model, device=device)
 
 
 def _asr():
     if "asr" not in _STATE:
         from .metrics.asr import make_asr
 
-        _STATE["asr"] = None if _STATE["asr_spec"] == "none" else make_asr(_STATE["asr_spec"])
+        _STATE["asr"] = None if _STATE["asr_spec"] == "none" else make_asr(_STATE["asr_spec"], _STATE.get("device", "cpu"))
     return _STATE["asr"]
 
 
@@ -198,11 +198,14 @@ def evaluate_systems(
     workers: int = 2,
     utmos_path: str | None = None,
     spk_model: str = "resemblyzer",
+    device: str = "cpu",
 ) -> dict:
     """Score each system folder against the manifest; returns the results dictionary.
 
     ``spk_model``: ``resemblyzer`` or a transformers x-vector model (hub id or path, e.g.
-    ``microsoft/wavlm-base-plus-sv``) for the ``spk`` metric.
+    ``microsoft/wavlm-base-plus-sv``) for the ``spk`` metric. ``device`` runs the neural ASR
+    (Whisper, CTC) there; the other metric models run on the CPU. With a CUDA device, workers
+    are spawned rather than forked (CUDA does not survive a fork).
     """
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
@@ -218,9 +221,9 @@ def evaluate_systems(
         for uid, row in rows.items():
             deg = row["wav"] if folder is None else str(Path(folder) / f"{uid}.wav")
             jobs.append((name, uid, row["wav"], deg, (row.get("lang") or "en")[:2]))
-    init = (asr, tuple(metrics), utmos_path, 1 if workers > 1 else 2, spk_model)
+    init = (asr, tuple(metrics), utmos_path, 1 if workers > 1 else 2, spk_model, str(device))
     if workers > 1:
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context("spawn" if str(device).startswith("cuda") else "fork")
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
             done = list(pool.map(_job, *zip(*jobs)))
     else:
@@ -259,8 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utmos", default=None, help="TorchScript UTMOS checkpoint (for metric utmos)")
     p.add_argument("--spk-model", default="resemblyzer", help="resemblyzer or a transformers x-vector id/path")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps: where the neural ASR runs")
     p.add_argument("--out", required=True, help="results.json to write")
     args = p.parse_args(argv)
+    from .cli import resolve_device
+
+    device = str(resolve_device(args.device))
     systems = {}
     for spec in args.system:
         name, sep, folder = spec.partition("=")
@@ -272,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = tuple(m for m in ALL_METRICS if m != "utmos") if args.metrics == "all" else tuple(
         m.strip() for m in args.metrics.split(",") if m.strip())
     results = evaluate_systems(args.manifest, systems, args.data_root, metrics, args.asr, args.workers, args.utmos,
-                               args.spk_model)
+                               args.spk_model, device)
     atomic_write_json(args.out, results)
     print(f"evaluated {len(systems) + 1} systems x {len(read_manifest(args.manifest))} utterances with "
           f"{args.workers} workers in {results['wall_seconds']} s -> {args.out}")
