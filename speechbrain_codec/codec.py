@@ -41,9 +41,16 @@ class CodecOutput(NamedTuple):
     toks : torch.Tensor
         ``[B, T, K]`` tokens.
     lats, qlats : torch.Tensor
-        ``[B, T, C]`` latents before and after quantization.
+        ``[B, T, C]`` latents before and after quantization (after the compressor, before the
+        decompressor).
     losses : dict
         The quantizer's auxiliary losses.
+    feats : torch.Tensor
+        ``[B, T_enc, C_enc]`` encoder output (before the compressor; FocalCodec: the WavLM
+        features the feature loss targets).
+    qfeats : torch.Tensor
+        ``[B, T_enc, C_enc]`` decompressor output, i.e. the decoder input (FocalCodec:
+        "qfeats"); equals ``qlats`` without a decompressor.
     """
 
     sig: torch.Tensor
@@ -51,6 +58,8 @@ class CodecOutput(NamedTuple):
     lats: torch.Tensor
     qlats: torch.Tensor
     losses: dict[str, torch.Tensor]
+    feats: torch.Tensor | None = None
+    qfeats: torch.Tensor | None = None
 
 
 class Codec(nn.Module):
@@ -136,9 +145,21 @@ class Codec(nn.Module):
         rem = (-sig.shape[-1]) % self.hop_length
         return nn.functional.pad(sig, (0, rem)) if rem else sig
 
+    def sig_to_feats(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        """``sig [B, T_wav] -> feats [B, T_enc, C]`` (the encoder on the hop-padded signal).
+
+        A frozen encoder (no parameter that trains) runs without building a graph: nothing
+        upstream of it could receive a gradient, since the input signal never requires one
+        in training (FocalCodec-S computes its frozen WavLM's features under no-grad)."""
+        track = torch.is_grad_enabled() and (
+            sig.requires_grad or any(p.requires_grad for p in self.encoder.parameters())
+        )
+        with torch.set_grad_enabled(track):
+            return self.encoder(self.pad(sig), lens)
+
     def sig_to_lats(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         """``sig [B, T_wav] -> lats [B, T, C]`` (encoder and compressor)."""
-        return self.compressor(self.encoder(self.pad(sig), lens))
+        return self.compressor(self.sig_to_feats(sig, lens))
 
     def output_length(self, num_samples: int) -> int:
         """Output samples for ``num_samples`` input samples."""
@@ -156,11 +177,12 @@ class Codec(nn.Module):
 
         The reconstruction has ``output_length(sig.shape[-1])`` samples at ``output_sample_rate``.
         """
-        lats = self.sig_to_lats(sig, lens)
+        feats = self.sig_to_feats(sig, lens)
+        lats = self.compressor(feats)
         q = self.quantizer(lats)
-        rec = self.decoder(self.decompressor(q.qlats))
-        rec = self.fit_length(rec, self.output_length(sig.shape[-1]))
-        return CodecOutput(rec, q.toks, lats, q.qlats, q.losses)
+        qfeats = self.decompressor(q.qlats)
+        rec = self.fit_length(self.decoder(qfeats), self.output_length(sig.shape[-1]))
+        return CodecOutput(rec, q.toks, lats, q.qlats, q.losses, feats, qfeats)
 
     @torch.no_grad()
     def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,11 +1,31 @@
 """A SpeechBrain ``Brain`` that trains any :class:`~speechbrain_codec.codec.Codec`.
 
-The hparams provide ``codec`` (through ``modules``), ``losses`` (name -> module taking
-``(sig_hat, sig)``; ASR losses with ``takes_text`` also get the batch's ``text`` and ``lang``;
-latent losses with ``takes_latents`` get ``(qlats, lats)``), ``loss_weights`` (name -> float; quantizer losses are weighted by their own
-names), ``opt_class`` and ``lr_schedule`` (a callable of the optimizer step, e.g.
-:class:`WarmupCosine`). The scheduler is stepped once per optimizer step and checkpointed, so a
-resumed run continues at the same step with the same learning rate.
+The hparams provide ``codec`` (through ``modules``), ``losses`` (name -> loss module; see
+below), ``loss_weights`` (name -> float; quantizer losses are weighted by their own names),
+``opt_class`` and ``lr_schedule`` (a callable of the optimizer step, e.g. :class:`WarmupCosine`).
+The scheduler is stepped once per optimizer step and checkpointed, so a resumed run continues at
+the same step with the same learning rate.
+
+**Loss inputs.** A loss declares what it takes with a class attribute ``inputs`` (a tuple of
+names; default ``("sig_hat", "sig")``), and is called with those values in that order:
+
+* ``sig_hat``, ``sig``: reconstruction and target at the codec's output rate, common length;
+* ``lens``: relative lengths ``[B]`` of the padded batch (SpeechBrain convention);
+* a field of :class:`~speechbrain_codec.codec.CodecOutput`: ``toks``, ``lats``, ``qlats``,
+  ``feats`` (encoder output), ``qfeats`` (decompressor output);
+* any key of the batch (``text``, ``lang``, ``alignment``, ``spk_id``, …).
+
+**Devices.** Loss modules are registered in ``self.modules`` (as ``loss_<name>``), so they, their
+buffers and the frozen models inside them move to the run's device with the codec; a loss with
+trainable parameters (e.g. the LM-loss codec's SD decoder) is optimised with the codec,
+checkpointed with it (``loss_<name>``) and wrapped by DDP under ``torchrun``. Losses run in
+float32 outside any autocast (``--precision bf16/fp16`` speeds up the codec's forward pass).
+
+**What trains.** ``train_modules`` (hparams, optional) names the codec's sub-modules that train
+(default: all; with ``new_modules``, i.e. progressive compression, ``[compressor,
+decompressor]`` as FocalCodec-S); every other sub-module is frozen
+(``requires_grad`` off) and, like any module none of whose parameters train (frozen SSL models
+inside losses), kept in eval mode during training. Gradients still flow *through* frozen modules.
 """
 
 from __future__ import annotations
@@ -70,15 +90,76 @@ def segment_pipeline(sample_rate: int, segment_samples: int | None, cache: bool 
     return pipeline
 
 
+DEFAULT_INPUTS = ("sig_hat", "sig")
+
+
+def keep_frozen_in_eval(module: torch.nn.Module) -> None:
+    """Put every sub-module that has parameters, none of which trains, in eval mode (dropout
+    and batch-norm statistics off), without touching modules that train.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(), torch.nn.Linear(2, 2))
+    >>> _ = net[0].requires_grad_(False)
+    >>> keep_frozen_in_eval(net)
+    >>> [m.training for m in net]
+    [False, True, True]
+    """
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        module.eval()
+        return
+    for child in module.children():
+        keep_frozen_in_eval(child)
+
+
 class CodecBrain(sb.Brain):
-    """Trains a codec with a weighted sum of reconstruction and quantizer losses."""
+    """Trains a codec with a weighted sum of reconstruction and quantizer losses (see the
+    module docstring for the loss inputs, devices and ``train_modules``)."""
+
+    def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
+        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
+        self._freeze_untrained_codec_parts()
+        for name, fn in getattr(self.hparams, "losses", {}).items():
+            if isinstance(fn, torch.nn.Module):
+                self.modules[f"loss_{name}"] = fn.to(self.device)
+                if self.checkpointer is not None and _trains(fn):
+                    self.checkpointer.add_recoverable(f"loss_{name}", fn)
+        if getattr(self.hparams, "freeze_old_epochs", 0):
+            # the warm-up toggles requires_grad after DDP has been built
+            self.find_unused_parameters = True
+
+    def _freeze_untrained_codec_parts(self) -> None:
+        names = getattr(self.hparams, "train_modules", None)
+        if names is None and getattr(self.hparams, "new_modules", None):
+            # FocalCodec-S progressive compression (focalcodec_s.md §2): the encoder and the
+            # decoder stay frozen, only the compressor / decompressor train
+            names = ["compressor", "decompressor"]
+        if names is None:
+            return
+        codec = self._codec()
+        children = dict(codec.named_children())
+        unknown = sorted(set(names) - set(children))
+        if unknown:
+            raise ValueError(f"train_modules: {unknown} are not parts of the codec (it has {sorted(children)})")
+        for name, child in children.items():
+            if name not in names:
+                child.requires_grad_(False)
+        logger.info("training %s of the codec; %s frozen", ", ".join(names),
+                    ", ".join(n for n in children if n not in names) or "nothing")
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         sig, lens = batch.sig
         return self.modules.codec(sig, lens)
 
+    def on_fit_batch_start(self, batch, should_step):
+        if getattr(self, "_frozen_to_eval", False):  # Brain calls modules.train() after on_stage_start
+            keep_frozen_in_eval(self.modules)
+            self._frozen_to_eval = False
+
     def _codec(self):
+        """The codec, unwrapped from DDP."""
         codec = self.modules.codec
         return codec.module if hasattr(codec, "module") else codec
 
@@ -92,18 +173,36 @@ class CodecBrain(sb.Brain):
         sig_hat = predictions.sig[..., : sig.shape[-1]]
         return sig_hat, sig[..., : sig_hat.shape[-1]]
 
+    def loss_input(self, name: str, predictions, batch, sig_hat, sig):
+        """The value of one loss input (see the module docstring), floating tensors in float32."""
+        if name == "sig_hat":
+            value = sig_hat
+        elif name == "sig":
+            value = sig
+        elif name == "lens":
+            value = batch.sig[1]
+        elif name in predictions._fields:
+            value = getattr(predictions, name)
+        elif hasattr(batch, name):
+            value = getattr(batch, name)
+            value = value[0] if isinstance(value, sb.dataio.batch.PaddedData) else value
+        else:
+            raise KeyError(
+                f"a loss takes {name!r}, which is neither a codec output ({', '.join(predictions._fields)}) "
+                "nor a key of the batch: add it to the data pipeline's output keys"
+            )
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value = value.float()
+        return value
+
     def loss_terms_of(self, predictions, batch, sig_hat, sig) -> dict[str, torch.Tensor]:
-        """Every configured loss (and the quantizer's), unweighted."""
+        """Every configured loss (and the quantizer's), unweighted, in float32."""
         terms = {}
-        for name, fn in self.hparams.losses.items():
-            if getattr(fn, "takes_latents", False):
-                terms[name] = fn(predictions.qlats, predictions.lats)
-            elif getattr(fn, "takes_alignment", False):
-                terms[name] = fn(sig_hat, batch.alignment)
-            elif getattr(fn, "takes_text", False):
-                terms[name] = fn(sig_hat, sig, getattr(batch, "text", None), getattr(batch, "lang", None))
-            else:
-                terms[name] = fn(sig_hat, sig)
+        with torch.autocast(self.device_type, enabled=False):
+            for name in self.hparams.losses:
+                fn = self.modules[f"loss_{name}"] if f"loss_{name}" in self.modules else self.hparams.losses[name]
+                names = getattr(self.hparams.losses[name], "inputs", DEFAULT_INPUTS)
+                terms[name] = fn(*[self.loss_input(n, predictions, batch, sig_hat, sig) for n in names])
         terms.update(predictions.losses)
         return terms
 
@@ -122,6 +221,7 @@ class CodecBrain(sb.Brain):
         self.loss_terms: dict[str, list[float]] = {}
         if stage == sb.Stage.TRAIN:
             self.freeze_inherited(epoch)
+            self._frozen_to_eval = True
 
     def freeze_inherited(self, epoch: int | None) -> None:
         """FocalCodec-S warm-up: the optimiser's ``"old"`` group (inherited layers) is frozen
@@ -145,13 +245,19 @@ class CodecBrain(sb.Brain):
             return super().init_optimizers()
         for p in getattr(self, "warm_up_frozen", ()):  # a second fit() rebuilds the groups
             p.requires_grad_(True)
-        params = self.modules.codec.parameters()
+        codec = self._codec()
         new_modules = getattr(self.hparams, "new_modules", None)
         if new_modules:
             from ..compressors import progressive_param_groups
 
-            params = progressive_param_groups(self.modules.codec, new_modules, self.hparams.lr_new, self.hparams.lr_old)
-        self.optimizer = self.opt_class(params)
+            groups = progressive_param_groups(codec, new_modules, self.hparams.lr_new, self.hparams.lr_old)
+        else:
+            groups = [{"name": "codec", "params": [p for p in codec.parameters() if p.requires_grad]}]
+        loss_params = [p for fn in self.hparams.losses.values() if isinstance(fn, torch.nn.Module)
+                       for p in fn.parameters() if p.requires_grad]
+        if loss_params:  # e.g. the SD loss's feature decoder, at the optimiser's default rate
+            groups.append({"name": "losses", "params": loss_params})
+        self.optimizer = self.opt_class(groups)
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
@@ -203,6 +309,10 @@ class CodecBrain(sb.Brain):
                     num_to_keep=getattr(self.hparams, "keep_checkpoints", 1),
                     keep_recent=True,
                 )
+
+
+def _trains(module: torch.nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
 
 
 def load_codec_yaml(path: str, overrides: dict | None = None):

@@ -9,6 +9,9 @@ optimizer step and checkpointed). Per batch:
    warm-up during which the generator learns by reconstruction only),
    ``loss_weights["adv"] * L_adv + loss_weights["fm"] * L_fm``.
 
+The discriminator sees real and fake signals in one batch (one forward pass per update, as
+DDP under ``torchrun`` requires). Forward passes run under the run's ``--precision`` autocast
+(bf16 / fp16, with speechbrain's gradient scaler for fp16); losses are computed in float32.
 Each step clips the gradient norm to ``max_grad_norm`` over all of its parameters. NaN guard:
 a non-finite loss skips that update (the gradients are dropped and the count logged);
 ``nonfinite_patience`` consecutive skips stop training with an error instead of silently
@@ -33,6 +36,12 @@ from .brain import CodecBrain
 __all__ = ["GANCodecBrain"]
 
 logger = logging.getLogger("speechbrain_codec")
+
+
+def _halves(scores: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Split each sub-discriminator's scores of a ``[real; fake]`` batch into both halves (float32)."""
+    pairs = [s.float().chunk(2) for s in scores]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 class GANCodecBrain(CodecBrain):
@@ -65,34 +74,42 @@ class GANCodecBrain(CodecBrain):
                     "learning rate or the adversarial weight, or check the data"
                 )
             return False
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], self.max_grad_norm)
-        optimizer.step()
+        self.scaler.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
         return True
 
     def fit_batch(self, batch):
         step = self.optimizer_step
         disc = self.modules.discriminator
-        out = self.compute_forward(batch, sb.Stage.TRAIN)
+        self.on_fit_batch_start(batch, True)
+        with self.training_ctx:
+            out = self.compute_forward(batch, sb.Stage.TRAIN)
         sig_hat, sig = self.targets(out, batch)
         real, fake = sig[:, None], sig_hat[:, None]
         d_ok = True
         if step >= getattr(self.hparams, "disc_start_step", 0):
-            real_scores, _ = disc(real)
-            fake_scores, _ = disc(fake.detach())
+            with self.training_ctx:
+                scores, _ = disc(torch.cat([real, fake.detach()]))
+            real_scores, fake_scores = _halves(scores)
             d_loss = discriminator_loss(fake_scores, real_scores)
             self.loss_terms.setdefault("disc", []).append(float(d_loss.detach()))
             d_ok = self._update(self.disc_optimizer, d_loss, disc, "discriminator")
         terms = self.loss_terms_of(out, batch, sig_hat, sig)
         if step >= getattr(self.hparams, "adv_start_step", 0):
-            fake_scores, fake_feats = disc(fake)
-            with torch.no_grad():
-                _, real_feats = disc(real)
-            terms["adv"] = generator_adversarial_loss(fake_scores)
-            terms["fm"] = feature_matching_loss(fake_feats, real_feats)
+            with self.training_ctx:
+                fake_scores, fake_feats = disc(fake)
+                with torch.no_grad():
+                    _, real_feats = disc(real)
+            terms["adv"] = generator_adversarial_loss([s.float() for s in fake_scores])
+            terms["fm"] = feature_matching_loss(
+                [[f.float() for f in fs] for fs in fake_feats], [[f.float() for f in fs] for fs in real_feats]
+            )
         loss = self.weigh(terms)
         g_ok = self._update(self.optimizer, loss, self.modules.codec, "codec")
+        self.scaler.update()
         if d_ok and g_ok:
             self.nonfinite_run = 0
         self.optimizer_step += 1

@@ -105,7 +105,10 @@ def test_inherited_layers_stay_frozen_during_the_warm_up_epochs(tmp_path):
     brain = CodecBrain(modules={"codec": codec}, opt_class=functools.partial(torch.optim.AdamW, weight_decay=0.01),
                        hparams=hparams, run_opts={"device": "cpu", "noprogressbar": True})
     new_ids = {id(p) for m in new for p in m.parameters()}
-    old = {n: p for n, p in codec.named_parameters() if id(p) not in new_ids}
+    # inherited compressor / decompressor layers (the encoder and decoder stay frozen throughout)
+    old = {n: p for n, p in codec.named_parameters()
+           if id(p) not in new_ids and n.split(".")[0] in ("compressor", "decompressor")}
+    assert old
     newp = {n: p for n, p in codec.named_parameters() if id(p) in new_ids}
     before = {n: p.detach().clone() for n, p in codec.named_parameters()}
 
@@ -117,3 +120,53 @@ def test_inherited_layers_stay_frozen_during_the_warm_up_epochs(tmp_path):
     counter.limit = 2
     brain.fit(counter, data, train_loader_kwargs={"batch_size": 2})  # epoch 2: everything trains
     assert moved(old) == set(old)
+
+
+def _grown_brain(tmp_path, **extra):
+    import functools
+
+    import speechbrain as sb
+
+    from speechbrain_codec.dataio import save_audio
+    from speechbrain_codec.losses import MultiResolutionMelLoss
+    from speechbrain_codec.training import CodecBrain, segment_pipeline
+
+    torch.manual_seed(0)
+    base, _ = load_codec_yaml(str(YAML), SMALL)
+    codec, _ = load_codec_yaml(str(YAML), grown(1))
+    new = inherit_weights(codec, base.state_dict(), new_layers=1)
+    save_audio(tmp_path / "a.wav", 0.1 * torch.randn(16000), 16000)
+    data = sb.dataio.dataset.DynamicItemDataset({f"u{i}": {"wav": str(tmp_path / "a.wav")} for i in range(2)})
+    data.add_dynamic_item(segment_pipeline(16000, 4000, cache=True))
+    data.set_output_keys(["id", "sig"])
+    counter = sb.utils.epoch_loop.EpochCounter(1)
+    hparams = {"losses": {"mel": MultiResolutionMelLoss()}, "loss_weights": {}, "epoch_counter": counter,
+               "new_modules": new, "lr_new": 1e-3, "lr_old": 1e-3, **extra}
+    brain = CodecBrain(modules={"codec": codec}, opt_class=functools.partial(torch.optim.AdamW, weight_decay=0.01),
+                       hparams=hparams, run_opts={"device": "cpu", "noprogressbar": True})
+    return brain, codec, counter, data
+
+
+@pytest.mark.parametrize("train_modules", [None, ["decompressor"]])
+def test_progressive_training_freezes_the_encoder_and_decoder(tmp_path, train_modules):
+    """focalcodec_s.md §2: the encoder and the WaveNeXt decoder are always frozen (requires_grad
+    off, eval mode); gradients of the waveform losses flow through the decoder into the
+    decompressor. ``train_modules`` names what trains (default with progressive growth:
+    compressor and decompressor)."""
+    extra = {} if train_modules is None else {"train_modules": train_modules}
+    brain, codec, counter, data = _grown_brain(tmp_path, **extra)
+    before = {n: p.detach().clone() for n, p in codec.named_parameters()}
+    modes = set()
+    for part in (codec.encoder, codec.decoder):
+        for m in part.modules():
+            m.register_forward_pre_hook(lambda m, a: modes.add(m.training))
+    brain.fit(counter, data, train_loader_kwargs={"batch_size": 2})
+    moved = {n.split(".")[0] for n, p in codec.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == set(train_modules or ["compressor", "decompressor"])
+    assert modes == {False}  # the frozen lobes ran in eval mode while training
+    assert all(not p.requires_grad for p in [*codec.encoder.parameters(), *codec.decoder.parameters()])
+
+
+def test_train_modules_must_name_codec_parts(tmp_path):
+    with pytest.raises(ValueError, match="not parts of the codec"):
+        _grown_brain(tmp_path, train_modules=["decoderr"])
