@@ -1,21 +1,32 @@
 """ASR-driven losses: a frozen recogniser scores the codec's reconstruction, and its gradient
 reaches the waveform.
 
-``WhisperTokenLoss`` (FocalCodec-S; the LM-loss codec's "Whisper CE"): teacher-forced token
-cross-entropy of a frozen Whisper on the reconstruction,
+``WhisperTokenLoss`` (FocalCodec-S §3.3; the LM-loss codec's "ASR loss", lmloss.md §3.5):
+teacher-forced token cross-entropy of a frozen Whisper on the reconstruction,
 
     L = -1/N sum_i log p(y_i | y_<i, prompt, logmel(sig_hat)),
 
-prompt = ``<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>``; targets ``y`` are the
-ground-truth transcript (``target="text"``) or Whisper's own greedy transcript of the clean
-input (``target="pseudo"``), with a per-utterance language token (en, zh, ...). The log-mel is
-:class:`~speechbrain_codec.encoders.WhisperLogMel` (differentiable, equal to the feature extractor
-to 1e-4). ``CTCLoss``: CTC of a frozen wav2vec2-style model (``*ForCTC``) on the reconstruction
-against the transcript or the model's greedy labels of the clean input.
+prompt = ``<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>``; the targets are the
+label tokens ``y_1 .. y_L`` only (no prompt token, and the end-of-text token is never a target),
+one mean over all label tokens of the batch; batch padding uses the end-of-text id and is
+excluded. ``y`` is the ground-truth transcript (``target="text"``) or Whisper's own greedy
+transcript of the clean input (``target="pseudo"``: no prompt token, no end-of-text), with a
+per-utterance language token (en, zh, ...). This is the value of Hugging Face's
+``WhisperForConditionalGeneration(input_features, decoder_input_ids=prompt + y, labels=...).loss``
+with labels -100 on the prompt and the padding (tested to 1e-5). The log-mel is
+:class:`~speechbrain_codec.encoders.WhisperLogMel` (differentiable, equal to the feature
+extractor to 1e-4).
 
-Both load with ``from_pretrained(hub id or folder)``, keep their weights frozen (eval mode),
-and take ``(sig_hat, sig, texts=None, langs=None)``; ``sample_rate`` is the rate of ``sig_hat``
-(resampled to 16 kHz inside).
+``CTCLoss``: CTC of a frozen wav2vec2-style model (``*ForCTC``) on the reconstruction against the
+transcript or the model's greedy labels of the clean input.
+
+Both load with ``from_pretrained(hub id or folder)``, keep their weights frozen (eval mode) and
+take ``(sig_hat, sig, texts=None, langs=None, lens=None)`` (``inputs = ("sig_hat", "sig", "text",
+"lang", "lens")``); ``sample_rate`` is the rate of ``sig_hat`` (resampled to 16 kHz inside).
+``lens`` (relative lengths of the padded batch) cuts every utterance, reconstruction and clean
+input alike, to its own length before the recogniser sees it (Whisper then pads each one to its
+30-s window; CTC gets each utterance's own frame count as input length), so a padded batch gives
+the loss of its utterances taken one by one.
 """
 
 from __future__ import annotations
@@ -34,8 +45,17 @@ def _resample(sig: torch.Tensor, sr: int) -> torch.Tensor:
     return resample(sig, sr, 16000)
 
 
+def _abs_lens(lens: torch.Tensor | None, batch: int, total: int) -> list[int]:
+    """Samples per utterance from SpeechBrain relative lengths (``None``: all ``total``)."""
+    if lens is None:
+        return [total] * batch
+    if len(lens) != batch:
+        raise CodecError(f"lens has {len(lens)} entries for a batch of {batch}")
+    return [min(total, max(1, round(float(r) * total))) for r in lens]
+
+
 class _FrozenASRLoss(nn.Module):
-    takes_text = True  # CodecBrain passes the batch's texts / languages
+    inputs = ("sig_hat", "sig", "text", "lang", "lens")  # CodecBrain passes these, in this order
 
     def __init__(self, target: str, sample_rate: int) -> None:
         super().__init__()
@@ -58,6 +78,11 @@ class _FrozenASRLoss(nn.Module):
                 raise CodecError(f"{type(self).__name__}(target='text') needs a non-empty transcript per utterance")
         return texts
 
+    def utterances(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Each utterance of ``sig [B, T]`` cut to its own length and resampled to 16 kHz."""
+        n = _abs_lens(lens, sig.shape[0], sig.shape[-1])
+        return [_resample(sig[i, : n[i]], self.sample_rate) for i in range(sig.shape[0])]
+
 
 class WhisperTokenLoss(_FrozenASRLoss):
     """Whisper token cross-entropy on the reconstruction (see the module docstring).
@@ -79,7 +104,8 @@ class WhisperTokenLoss(_FrozenASRLoss):
 
     Example
     -------
-    See ``tests/unit/test_asr_losses.py`` (a tiny random Whisper).
+    See ``tests/unit/test_asr_losses.py`` and ``tests/unit/test_loss_whisper.py`` (a tiny random
+    Whisper).
     """
 
     def __init__(
@@ -103,7 +129,7 @@ class WhisperTokenLoss(_FrozenASRLoss):
         self.language, self.max_new_tokens = language, max_new_tokens
         self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
         tid = self.tokenizer.convert_tokens_to_ids
-        self.sot, self.eot = tid("<|startoftranscript|>"), self.tokenizer.eos_token_id
+        self.sot, self.eot = tid("<|startoftranscript|>"), self.tokenizer.eos_token_id  # EOT: 50257 in Whisper
         self.transcribe, self.notimestamps = tid("<|transcribe|>"), tid("<|notimestamps|>")
 
     def lang_id(self, lang: str) -> int:
@@ -116,38 +142,52 @@ class WhisperTokenLoss(_FrozenASRLoss):
     def prompt(self, lang: str) -> list[int]:
         return [self.sot, self.lang_id(lang), self.transcribe, self.notimestamps]
 
+    def log_mel(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        """Whisper input features ``[B, n_mels, frames]``: every utterance cut to its own length,
+        resampled to 16 kHz and zero-padded to Whisper's window on its own."""
+        return torch.cat([self.frontend(u[None]) for u in self.utterances(sig, lens)])
+
     @torch.no_grad()
-    def pseudo_labels(self, sig: torch.Tensor, langs: list[str]) -> list[list[int]]:
-        """Greedy transcript token ids (no prompt, no end token) of the clean ``sig``."""
-        feats = self.frontend(_resample(sig, self.sample_rate))
+    def pseudo_labels(self, sig: torch.Tensor, langs: list[str], lens: torch.Tensor | None = None) -> list[list[int]]:
+        """Greedy transcript token ids of the clean ``sig``: no prompt token, no end token."""
+        feats = self.log_mel(sig, lens)
         labels = []
         for i, lang in enumerate(langs):
-            prompt = torch.tensor([self.prompt(lang)], device=sig.device)
-            out = self.model.generate(input_features=feats[i : i + 1], decoder_input_ids=prompt,
+            prompt = self.prompt(lang)
+            out = self.model.generate(input_features=feats[i : i + 1], decoder_input_ids=torch.tensor([prompt], device=sig.device),
                                       max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
-            ids = out[0, prompt.shape[1]:].tolist()
+            ids = out[0].tolist()
+            # transformers 5 (pinned) returns the new tokens only; older versions echo the prompt
+            if ids[: len(prompt)] == prompt:
+                ids = ids[len(prompt):]
             labels.append(ids[: ids.index(self.eot)] if self.eot in ids else ids)
         return labels
 
+    def teacher_forcing(self, labels: list[list[int]], langs: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(decoder_input_ids, targets)`` ``[B, W]``: prompt + labels padded with EOT; targets
+        hold ``y_t`` at the position that predicts it (prompt end - 1 + t), -100 elsewhere."""
+        prompts = [self.prompt(lang) for lang in langs]
+        width = max(len(p) + len(y) for p, y in zip(prompts, labels))
+        dec_in = torch.full((len(labels), width), self.eot, dtype=torch.long, device=device)
+        tgt = torch.full((len(labels), width), -100, dtype=torch.long, device=device)
+        for i, (p, y) in enumerate(zip(prompts, labels)):
+            dec_in[i, : len(p) + len(y)] = torch.tensor(p + y)
+            if y:  # position t predicts token t + 1: the label tokens only
+                tgt[i, len(p) - 1 : len(p) - 1 + len(y)] = torch.tensor(y)
+        return dec_in, tgt
+
     def forward(self, sig_hat: torch.Tensor, sig: torch.Tensor, texts: list[str] | None = None,
-                langs: list[str] | None = None) -> torch.Tensor:
+                langs: list[str] | None = None, lens: torch.Tensor | None = None) -> torch.Tensor:
         B = sig_hat.shape[0]
         langs = list(langs) if langs else [self.language] * B
         if self.target == "text":
             labels = [self.tokenizer(t, add_special_tokens=False).input_ids for t in self._texts(texts, B)]
         else:
-            labels = self.pseudo_labels(sig, langs)
-        prompts = [self.prompt(lang) for lang in langs]
-        width = max(len(p) + len(y) for p, y in zip(prompts, labels))
-        dec_in = torch.full((B, width), self.eot, dtype=torch.long, device=sig_hat.device)
-        tgt = torch.full((B, width), -100, dtype=torch.long, device=sig_hat.device)
-        for i, (p, y) in enumerate(zip(prompts, labels)):
-            dec_in[i, : len(p) + len(y)] = torch.tensor(p + y)
-            if y:  # position t predicts token t + 1: the label tokens only
-                tgt[i, len(p) - 1 : len(p) - 1 + len(y)] = torch.tensor(y)
+            labels = self.pseudo_labels(sig, langs, lens)
+        dec_in, tgt = self.teacher_forcing(labels, langs, sig_hat.device)
         if (tgt != -100).sum() == 0:
             return sig_hat.sum() * 0.0  # nothing to score (empty pseudo-labels)
-        feats = self.frontend(_resample(sig_hat, self.sample_rate))
+        feats = self.log_mel(sig_hat, lens)
         with torch.autocast(sig_hat.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             logits = self.model(input_features=feats, decoder_input_ids=dec_in).logits
         return nn.functional.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=-100)
@@ -155,6 +195,12 @@ class WhisperTokenLoss(_FrozenASRLoss):
 
 class CTCLoss(_FrozenASRLoss):
     """CTC loss of a frozen ``*ForCTC`` model (wav2vec 2.0 / HuBERT / WavLM) on the reconstruction.
+
+    Each utterance is cut to its own length (``lens``) and, when the model's feature extractor
+    normalises its input (``do_normalize``, e.g. ``wav2vec2-base-960h``), normalised to zero mean
+    and unit variance over that length as the extractor does; the CTC input length of an
+    utterance is its own frame count. ``reduction="mean"`` as ``torch``: each utterance's loss
+    divided by its target length, then averaged over the batch.
 
     Parameters
     ----------
@@ -164,9 +210,11 @@ class CTCLoss(_FrozenASRLoss):
         ``"text"`` (transcripts, upper/lower case as the vocabulary needs) or ``"pseudo"``.
     sample_rate : int
         Rate of the signals passed in.
+    normalize : bool or None
+        Zero-mean unit-variance input; ``None``: as the model's feature extractor.
     """
 
-    def __init__(self, source: str, target: str = "text", sample_rate: int = 16000) -> None:
+    def __init__(self, source: str, target: str = "text", sample_rate: int = 16000, normalize: bool | None = None) -> None:
         super().__init__(target, sample_rate)
         from transformers import AutoModelForCTC, AutoProcessor
 
@@ -178,24 +226,43 @@ class CTCLoss(_FrozenASRLoss):
         vocab = self.processor.tokenizer.get_vocab()
         self.lowercase = not any(c.isupper() for c in vocab if len(c) == 1)
         self.blank = self.model.config.pad_token_id
+        if normalize is None:
+            normalize = bool(getattr(getattr(self.processor, "feature_extractor", None), "do_normalize", False))
+        self.normalize = normalize
+
+    def model_inputs(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Each utterance at 16 kHz, cut to its length, normalised as the feature extractor does."""
+        utts = self.utterances(sig, lens)
+        if self.normalize:
+            utts = [(u - u.mean()) / torch.sqrt(u.var(unbiased=False) + 1e-7) for u in utts]
+        return utts
+
+    def log_probs(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_probs [T', B, V], input_lengths [B])`` of the utterances of ``sig``."""
+        utts = self.model_inputs(sig, lens)
+        if len({u.shape[-1] for u in utts}) == 1:  # no padding: one batched pass
+            logits = [self.model(torch.stack(utts)).logits]
+        else:
+            logits = [self.model(u[None]).logits for u in utts]
+        rows = [lp.float().log_softmax(-1) for lg in logits for lp in lg]  # [T_i, V] each
+        in_lens = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
+        return nn.utils.rnn.pad_sequence(rows), in_lens
 
     def forward(self, sig_hat: torch.Tensor, sig: torch.Tensor, texts: list[str] | None = None,
-                langs: list[str] | None = None) -> torch.Tensor:
+                langs: list[str] | None = None, lens: torch.Tensor | None = None) -> torch.Tensor:
         B = sig_hat.shape[0]
         if self.target == "text":
             texts = [t.lower() if self.lowercase else t.upper() for t in self._texts(texts, B)]
             labels = [self.processor.tokenizer(t).input_ids for t in texts]
         else:
             with torch.no_grad():
-                ids = self.model(_resample(sig, self.sample_rate)).logits.argmax(-1)
+                log_probs, in_lens = self.log_probs(sig, lens)
             labels = []
-            for row in ids.tolist():
-                collapsed = [t for j, t in enumerate(row) if (j == 0 or t != row[j - 1]) and t != self.blank]
-                labels.append(collapsed)
-        logits = self.model(_resample(sig_hat, self.sample_rate)).logits  # [B, T, V]
-        log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+            for i, row in enumerate(log_probs.argmax(-1).T.tolist()):
+                row = row[: int(in_lens[i])]
+                labels.append([t for j, t in enumerate(row) if (j == 0 or t != row[j - 1]) and t != self.blank])
+        log_probs, in_lens = self.log_probs(sig_hat, lens)
         targets = torch.tensor([t for y in labels for t in y], dtype=torch.long)
-        in_lens = torch.full((B,), log_probs.shape[0], dtype=torch.long)
         tgt_lens = torch.tensor([len(y) for y in labels], dtype=torch.long)
         return nn.functional.ctc_loss(log_probs, targets, in_lens, tgt_lens, blank=self.blank,
                                       reduction="mean", zero_infinity=True)
