@@ -23,9 +23,10 @@ The header is ``H = 47 + 4K`` bytes (``55 + 4K`` entropy-coded). Version 1 (stil
 notice) is the same without the last two fields: it has no header checksum, so only the
 plausibility checks below guard its header. Every header is checked on reading: sample rate in
 1..384000 Hz, hop length in 1..sample rate, at least one codebook, codebook sizes >= 2, a frame
-count within ``FRAME_SLACK`` frames of ``ceil(num_samples / hop_length)`` (the codec's encoder
-may drop an edge frame, and a clip shorter than the encoder's window is zero-padded by a few
-frames), and a payload of the announced length. Any failure is a one-line :class:`CodecError`
+count within ``FRAME_SLACK`` (4) frames of ``ceil(num_samples / hop_length)`` (our codecs give
+exactly that, or one frame less where a non-causal WavLM front end drops the edge frame; a clip
+shorter than the encoder's window is zero-padded by a frame or two), and a payload of the
+announced length (version 2 stores it; version 1 plain files imply it). Any failure is a one-line :class:`CodecError`
 naming the file. :func:`build_header` and :func:`parse_header` are the only places that know
 the layout.
 
