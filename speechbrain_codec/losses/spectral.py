@@ -176,7 +176,8 @@ class MultiResolutionMelLoss(nn.Module):
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1 over several STFTs (Yamamoto et al., 2020).
 
-    A thin wrapper over ``auraloss.freq.MultiResolutionSTFTLoss`` taking ``[B, T]`` signals.
+    A thin wrapper over ``auraloss.freq.MultiResolutionSTFTLoss`` taking ``[B, T]`` signals (its
+    windows made buffers).
 
     Example
     -------
@@ -198,6 +199,10 @@ class MultiResolutionSTFTLoss(nn.Module):
         self.loss = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=list(fft_sizes), hop_sizes=list(hop_sizes), win_lengths=list(win_lengths)
         )
+        for stft in self.loss.stft_losses:  # auraloss keeps its windows as plain attributes:
+            window = stft.window  # make them buffers, so .to(device / dtype) moves them
+            del stft.window
+            stft.register_buffer("window", window, persistent=False)
 
     def forward(self, sig_hat: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
         """``sig_hat, sig [B, T] -> scalar``."""

@@ -135,10 +135,11 @@ class TTRLoss(nn.Module):
     """The TTR loss through a frozen summariser, SSL encoder and BERT.
 
     ``forward(sig_hat, words)``: ``sig_hat [B, T]`` at 16 kHz, ``words`` one alignment (list of
-    :class:`~speechbrain_codec.alignment.Word`, of the ground-truth audio) per item.
+    :class:`~speechbrain_codec.alignment.Word`, of the ground-truth audio) per item: CodecBrain
+    passes the reconstruction and the batch's ``alignment`` (``inputs``).
     """
 
-    takes_alignment = True
+    inputs = ("sig_hat", "alignment")
 
     def __init__(self, summariser: TTRSummariser, ssl: nn.Module, bert: BertTargets, pad: int = PAD) -> None:
         super().__init__()
