@@ -7,6 +7,7 @@
 #   bash run.sh                    # everything; finished stages are skipped
 #   bash run.sh --stage 4          # re-run from stage 4 (decode) on
 #   bash run.sh --debug true       # seconds-long training (CI)
+#   bash run.sh --stage 2          # retrain from scratch (the old train/ moves to train.prev/)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -20,6 +21,7 @@ hparams=$here/hparams/train.yaml  # training hparams
 codec_hparams=$here/hparams/codec/mel_fsq.yaml  # the codec (encoder, quantizer, decoder)
 debug=false             # true: shrink training to seconds (hparams/debug.yaml)
 device=cpu              # torch device for training and coding
+nproc=1                 # training processes (torchrun --nproc_per_node; gloo on cpu, nccl on cuda)
 baselines="codec2_700C codec2_1200 codec2_3200 opus_6k"  # classical reference rows
 entropy=false           # true: fit a token model on the training clips, range-code the bitstreams
 metrics=all             # evaluation metrics (comma-separated, or all offline ones)
@@ -32,9 +34,14 @@ train_args=""           # extra train.py overrides, shell-quoted: "--number_of_e
 
 # stage numbers, used by the guards and by the "missing input" messages
 s_prepare=1; s_train=2; s_encode=3; s_decode=4; s_baselines=5; s_evaluate=6; s_report=7; s_listening=8
+if [ "$stop_stage" -lt "$stage" ]; then
+  echo "$0: --stop_stage $stop_stage is before --stage $stage: nothing to run" >&2; exit 1
+fi
+[ "$nproc" -ge 1 ] || { echo "$0: --nproc must be at least 1" >&2; exit 1; }
 mkdir -p "$exp"
-cmdline="$0 $*"
-echo "$(date -Is) $cmdline" >> "$exp/commands.log"   # replayable history of this experiment
+# replayable history of this experiment: one line per invocation, the command as typed
+# (shell-quoted, run from the folder it was typed in), then the date as a comment
+echo "$command_line  # $(date -Is)" >> "$exp/commands.log"
 
 debug_args=()
 [ "$debug" = true ] && debug_args=(--overrides_file "$here/hparams/debug.yaml")
@@ -51,13 +58,23 @@ fi
 
 # ---------------------------------------------------------------- 2. train
 k_train=$(stage_key train "$k_prepare" "$(hash_files "$hparams" "$codec_hparams")" "$debug" "$train_args")
-if run_stage $s_train "train the codec (resumes from the last checkpoint)"; then
+# An interrupted training resumes from its last checkpoint when run.sh is run again with the
+# same configuration; train.py refuses checkpoints of another configuration. An explicit
+# --stage 1 or 2 retrains from scratch: train.py moves the old train/ to train.prev/ once the
+# new run has loaded its configuration, data and codec, just before training starts.
+if run_stage $s_train "train the codec"; then
   require "$exp/data/train.csv" $s_prepare prepare
   if ! stage_done $s_train "$exp/train/.done" "$k_train"; then
     eval "extra_args=($train_args)"  # shell quoting inside --train_args is honoured
-    python "$here/train.py" "$hparams" --data_folder "$data_folder" --manifest_folder "$exp/data" \
+    fresh_args=()
+    if [ "${given_stage:-false}" = true ] && [ "$stage" -le $s_train ]; then
+      fresh_args=(--from_scratch true)
+    fi
+    launcher=(python)
+    [ "$nproc" -gt 1 ] && launcher=(python -m torch.distributed.run --standalone --nproc_per_node "$nproc")
+    "${launcher[@]}" "$here/train.py" "$hparams" --data_folder "$data_folder" --manifest_folder "$exp/data" \
       --output_folder "$exp/train" --codec_hparams "$codec_hparams" --device "$device" \
-      "${debug_args[@]}" "${extra_args[@]}"
+      "${debug_args[@]}" "${fresh_args[@]}" "${extra_args[@]}"
     mark_done "$exp/train/.done" "$k_train"
   fi
 fi
