@@ -332,7 +332,7 @@ def _merge(src: Path, dst: Path) -> None:
 def download_archive(
     archive: Archive,
     dest: str | os.PathLike,
-    opener: Callable = urllib.request.urlopen,
+    opener: Callable | None = None,
     after_extract: Callable[[Path], None] | None = None,
 ) -> Path:
     """Download ``archive`` into ``dest``, verify it, extract it there; skipped when extracted.
@@ -341,6 +341,7 @@ def download_archive(
     extraction goes to a temporary folder whose contents are then renamed into ``dest`` (so an
     interrupted run leaves no half-extracted corpus that a later run would take as complete).
     ``after_extract(tmp_folder)`` may post-process the extracted tree before the rename.
+    ``opener(url)`` returns a file-like response (default :func:`urllib.request.urlopen`).
 
     Returns
     -------
@@ -360,7 +361,7 @@ def download_archive(
     try:
         logger.info("downloading %s", archive.url)
         try:
-            with opener(archive.url) as response, open(part, "wb") as f:
+            with (opener or urllib.request.urlopen)(archive.url) as response, open(part, "wb") as f:
                 shutil.copyfileobj(response, f, 1 << 20)
         except OSError as err:  # URLError is an OSError
             raise CodecError(f"{archive.url}: download failed ({err}); check the connection or fetch it by hand") from None
