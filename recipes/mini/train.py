@@ -43,7 +43,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from torch.utils.data import DistributedSampler
 
-from speechbrain_codec.dataio import load_audio, read_manifest
+from speechbrain_codec.dataio import read_manifest
 from speechbrain_codec.training import CodecBrain, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
 from speechbrain_codec.utils import CodecError
 
