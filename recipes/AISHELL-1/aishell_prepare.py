@@ -9,8 +9,8 @@ the script stops with that advice when it finds them unextracted.
 
 ``text`` = the transcript with the word-separating spaces removed and lower-cased (the CER
 normalisation of focalcodec_s.md §1.4: "lower-case and delete all spaces", punctuation kept);
-``raw_text`` = the space-separated words as published. About 1% of the official clips have no
-transcript: they are reported (in the log and the stamp file) and left out, as the corpus'
+``raw_text`` = the space-separated words as published. Some clips of the official release have
+no transcript: they are reported (in the log and the stamp file) and left out, as the corpus'
 own recipes do. ``lang`` = ``zh``.
 
 Usage: python recipes/AISHELL-1/aishell_prepare.py --data_folder DIR --save_folder DIR [--splits train dev test] [--download]

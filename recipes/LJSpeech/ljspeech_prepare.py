@@ -124,7 +124,7 @@ def prepare_ljspeech(
             present.add(utt)
             where = lists.get(utt)
             if where is None:
-                if split == SPLITS[0]:
+                if split == list(splits)[0]:
                     report.skip("unlisted", wav, "not in the lmloss split lists (not an LJSpeech-1.1 clip)")
                 continue
             if where != split:

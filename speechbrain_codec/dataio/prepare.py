@@ -79,8 +79,8 @@ def read_text_file(path: str | os.PathLike, what: str = "transcript") -> str:
     >>> try:
     ...     read_text_file(p)
     ... except CodecError as err:
-    ...     print(str(err).split(": ", 1)[1][:20])
-    not UTF-8 (invalid c
+    ...     print(str(err).split(": ", 1)[1][:9], "at byte 3" in str(err))
+    not UTF-8 True
     """
     path = Path(path)
     if not path.is_file():

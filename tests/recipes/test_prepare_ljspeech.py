@@ -122,13 +122,20 @@ def test_missing_metadata_named(ljspeech, tmp_path):
 def test_audio_without_text_reported_and_skipped(ljspeech, tmp_path, caplog):
     data, _ = ljspeech
     meta = data / "LJSpeech-1.1" / "metadata.csv"
-    meta.write_text("".join(l + "\n" for l in meta.read_text().splitlines() if not l.startswith("LJ001-0002")))
+    meta.write_text("".join(l + "\n" for l in meta.read_text().splitlines() if not l.startswith("LJ001-0002"))
+                    + "LJ099-0001|Not a clip of the release.|Not a clip of the release.\n")
+    wavs = data / "LJSpeech-1.1" / "wavs"
+    (wavs / "LJ099-0001.wav").write_bytes((wavs / "LJ001-0001.wav").read_bytes())
+    (wavs / "LJ021-0001.wav").unlink()
     with caplog.at_level(logging.WARNING, logger="speechbrain_codec"):
         counts = lj.prepare_ljspeech(data, tmp_path / "save")
-    assert counts["train"] == 3
-    assert "LJ001-0002.wav" in caplog.text and "no text" in caplog.text
+    assert counts == {"train": 3, "val": 2, "test": 1}
+    assert "LJ001-0002.wav: no text in" in caplog.text
+    assert "LJ099-0001.wav: not in the lmloss split lists" in caplog.text
+    assert "LJ021-0001.wav: listed in" in caplog.text and "but the audio is missing" in caplog.text
     stamp = json.loads((tmp_path / "save" / "ljspeech_prepare.json").read_text())
     assert any("LJ001-0002.wav" in s for s in stamp["skipped"]["train"])
+    assert len(stamp["skipped"]["unlisted"]) == 1 and len(stamp["skipped"]["test"]) == 1
 
 
 def test_unreadable_audio_named(ljspeech, tmp_path):
