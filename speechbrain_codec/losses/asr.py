@@ -21,8 +21,8 @@ extractor to 1e-4).
 transcript or the model's greedy labels of the clean input.
 
 Both load with ``from_pretrained(hub id or folder)``, keep their weights frozen (eval mode) and
-take ``(sig_hat, sig, texts=None, langs=None, lens=None)`` (``inputs = ("sig_hat", "sig", "text",
-"lang", "lens")``); ``sample_rate`` is the rate of ``sig_hat`` (resampled to 16 kHz inside).
+take ``(sig_hat, sig, texts=None, langs=None, lens=None)`` (``inputs = ("sig_hat", "sig", "text?",
+"lang?", "lens")``: text and language are optional batch keys, ``None`` when the data has none); ``sample_rate`` is the rate of ``sig_hat`` (resampled to 16 kHz inside).
 ``lens`` (relative lengths of the padded batch) cuts every utterance, reconstruction and clean
 input alike, to its own length before the recogniser sees it (Whisper then pads each one to its
 30-s window; CTC gets each utterance's own frame count as input length), so a padded batch gives
@@ -55,7 +55,7 @@ def _abs_lens(lens: torch.Tensor | None, batch: int, total: int) -> list[int]:
 
 
 class _FrozenASRLoss(nn.Module):
-    inputs = ("sig_hat", "sig", "text", "lang", "lens")  # CodecBrain passes these, in this order
+    inputs = ("sig_hat", "sig", "text?", "lang?", "lens")  # CodecBrain passes these, in this order
 
     def __init__(self, target: str, sample_rate: int) -> None:
         super().__init__()
@@ -75,7 +75,8 @@ class _FrozenASRLoss(nn.Module):
     def _texts(self, texts, batch_size: int) -> list[str]:
         if self.target == "text":
             if texts is None or len(texts) != batch_size or any(not str(t).strip() for t in texts):
-                raise CodecError(f"{type(self).__name__}(target='text') needs a non-empty transcript per utterance")
+                raise CodecError(f"{type(self).__name__}(target='text') needs a non-empty transcript per utterance "
+                               "(a `text` key in the training data, or target='pseudo')")
         return texts
 
     def utterances(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> list[torch.Tensor]:

@@ -30,7 +30,9 @@ from ..utils import CodecError
 __all__ = ["BertTargets", "TTRLoss", "TTRSummariser", "piece_spans", "pretrain_summariser", "ttr_distance"]
 
 
-PAD = 40  # samples of zeros on each side of the audio: WavLM frame k is then centred at 10 + 20k ms
+# lmloss.md §2.7: the audio is padded by 40 zeros on both sides before WavLM, so frame k is
+# centred at 10 + 20k ms. SSLEncoder's default padding ("center") is exactly that: the ``ssl``
+# given to TTRLoss / pretrain_summariser pads, they do not pad again.
 
 
 def piece_spans(words: Sequence[Word], counts: Sequence[int], n_frames: int,
@@ -141,10 +143,10 @@ class TTRLoss(nn.Module):
 
     inputs = ("sig_hat", "alignment")
 
-    def __init__(self, summariser: TTRSummariser, ssl: nn.Module, bert: BertTargets, pad: int = PAD) -> None:
+    def __init__(self, summariser: TTRSummariser, ssl: nn.Module, bert: BertTargets) -> None:
         super().__init__()
         self.summariser = summariser.eval().requires_grad_(False)
-        self.ssl, self.bert, self.pad = ssl, bert, pad
+        self.ssl, self.bert = _centred(ssl), bert
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -154,9 +156,17 @@ class TTRLoss(nn.Module):
     def forward(self, sig_hat: torch.Tensor, alignments: Sequence[Sequence[Word]]) -> torch.Tensor:
         losses = []
         for sig, words in zip(sig_hat, alignments):
-            frames = self.ssl(nn.functional.pad(sig[None], (self.pad, self.pad)))[0]
+            frames = self.ssl(sig[None])[0]
             losses.append(_frames_loss(frames, words, self.bert, self.summariser))
         return torch.stack(losses).mean()
+
+
+def _centred(ssl: nn.Module) -> nn.Module:
+    """``ssl``, checked to pad 40 samples on both sides (frame k centred at 10 + 20k ms)."""
+    padding = getattr(ssl, "padding", "center")
+    if padding != "center":
+        raise CodecError(f"TTR needs an SSL encoder with padding='center' (40 zeros each side), got {padding!r}")
+    return ssl
 
 
 def _frames_loss(frames: torch.Tensor, words: Sequence[Word], bert: BertTargets, summariser: nn.Module) -> torch.Tensor:
@@ -172,6 +182,7 @@ def pretrain_summariser(summariser: TTRSummariser, ssl: nn.Module, bert: BertTar
     One utterance per step (the reference's batch size); returns the loss per step."""
     import random
 
+    ssl = _centred(ssl)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(summariser.parameters(), lr=lr)
     summariser.train()
@@ -179,7 +190,7 @@ def pretrain_summariser(summariser: TTRSummariser, ssl: nn.Module, bert: BertTar
     for _ in range(steps):
         sig, words = items[rng.randrange(len(items))]
         with torch.no_grad():  # the SSL encoder is frozen: its frames are inputs here
-            frames = ssl(nn.functional.pad(sig[None], (PAD, PAD)))[0]
+            frames = ssl(sig[None])[0]
         loss = _frames_loss(frames, words, bert, summariser)
         opt.zero_grad()
         loss.backward()

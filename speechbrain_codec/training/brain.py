@@ -13,7 +13,8 @@ names; default ``("sig_hat", "sig")``), and is called with those values in that 
 * ``lens``: relative lengths ``[B]`` of the padded batch (SpeechBrain convention);
 * a field of :class:`~speechbrain_codec.codec.CodecOutput`: ``toks``, ``lats``, ``qlats``,
   ``feats`` (encoder output), ``qfeats`` (decompressor output);
-* any key of the batch (``text``, ``lang``, ``alignment``, ``spk_id``, …).
+* any key of the batch (``text``, ``lang``, ``alignment``, ``spk_id``, …); a name ending in
+  ``?`` (``"text?"``) is optional: ``None`` when the batch has no such key.
 
 **Devices.** Loss modules are registered in ``self.modules`` (as ``loss_<name>``), so they, their
 buffers and the frozen models inside them move to the run's device with the codec; a loss with
@@ -175,6 +176,10 @@ class CodecBrain(sb.Brain):
 
     def loss_input(self, name: str, predictions, batch, sig_hat, sig):
         """The value of one loss input (see the module docstring), floating tensors in float32."""
+        if name.endswith("?"):
+            name = name[:-1]
+            if name not in predictions._fields and not hasattr(batch, name):
+                return None
         if name == "sig_hat":
             value = sig_hat
         elif name == "sig":

@@ -7,7 +7,9 @@ optimizer step and checkpointed). Per batch:
 1. from step ``disc_start_step`` on, one discriminator step on ``L_D`` (real vs detached fake);
 2. one codec step on the weighted reconstruction losses plus, from ``adv_start_step`` on (the
    warm-up during which the generator learns by reconstruction only),
-   ``loss_weights["adv"] * L_adv + loss_weights["fm"] * L_fm``.
+   ``loss_weights["adv"] * L_adv + loss_weights["fm"] * L_fm``, both summed over the
+   sub-discriminators (and layers, for feature matching) as HiFi-GAN does, so HiFi-GAN's
+   weights carry over unchanged (LM-loss codec §3.3: ``adv: 1``, ``fm: 2``, mel ``45``).
 
 The discriminator sees real and fake signals in one batch (one forward pass per update, as
 DDP under ``torchrun`` requires). Forward passes run under the run's ``--precision`` autocast

@@ -118,3 +118,20 @@ def test_a_frozen_encoder_builds_no_graph():
     codec.encoder.requires_grad_(False)
     out = codec(torch.randn(1, 3200))
     assert not out.feats.requires_grad and out.sig.requires_grad
+
+
+def test_optional_batch_keys_are_none_when_the_data_has_none():
+    class Optional(torch.nn.Module):
+        inputs = ("sig_hat", "text?", "spk_id?")
+
+        def forward(self, sig_hat, text, spk):
+            self.seen = (text, spk)
+            return sig_hat.abs().mean()
+
+    loss = Optional()
+    counter = sb.utils.epoch_loop.EpochCounter(1)
+    brain = CodecBrain(modules={"codec": tiny_codec()}, opt_class=functools.partial(torch.optim.AdamW, lr=1e-3),
+                       hparams={"losses": {"o": loss}, "loss_weights": {}, "epoch_counter": counter},
+                       run_opts={"device": "cpu", "noprogressbar": True})
+    brain.fit(counter, _data(), train_loader_kwargs={"batch_size": 2, "shuffle": False})
+    assert loss.seen == (["hello there", "你好"], None)

@@ -94,7 +94,7 @@ def test_whisper_loss_equals_hugging_face_labels_loss(whisper_dir, target):
 
 def test_lens_make_a_padded_batch_score_each_utterance_alone(whisper_dir):
     loss = WhisperTokenLoss(str(whisper_dir), target="text")
-    assert loss.inputs == ("sig_hat", "sig", "text", "lang", "lens")
+    assert loss.inputs == ("sig_hat", "sig", "text?", "lang?", "lens")
     a, b = _sig(12000, seed=2)[0], _sig(8000, seed=3)[0]
     ha, hb = _sig(12000, seed=4)[0], _sig(12000, seed=5)[0]
     hb[8000:] *= 10  # b's reconstruction runs on, loud, past its end (a codec's output on padding)

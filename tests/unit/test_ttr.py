@@ -61,3 +61,18 @@ def test_ttr_loss_trains_a_codec_through_a_frozen_summariser(tmp_path):
     assert min(values[-3:]) < values[0], values
     assert all(p.grad is None for p in summ.parameters())
     assert not summ.training
+
+
+def test_ttr_frames_are_wavlm_of_the_audio_padded_by_40_on_both_sides(tmp_path):
+    """lmloss.md §2.7: frame k of WavLM is centred at 10 + 20k ms (40 zeros each side, once)."""
+    from transformers import AutoModel
+
+    ssl, bert, summ = _setup(tmp_path)
+    seen = []
+    summ.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    sig = 0.1 * torch.randn(1, 8000)
+    TTRLoss(summ, ssl, bert)(sig, [[Word(0.05, 0.3, "the")]])
+    ref = AutoModel.from_pretrained(ssl.source).eval()
+    with torch.no_grad():
+        hs = ref(torch.nn.functional.pad(sig, (40, 40)), output_hidden_states=True).hidden_states[3]
+    torch.testing.assert_close(seen[0], hs[0], atol=1e-5, rtol=1e-5)
