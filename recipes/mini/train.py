@@ -234,23 +234,6 @@ def write_record(hparams: dict, config: dict) -> None:
 # ---------------------------------------------------------------------------- training
 
 
-class RecipeBrain(CodecBrain):
-    """CodecBrain whose logged train loss (and each loss term) is the mean over processes."""
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        if stage == sb.Stage.TRAIN and dist.is_distributed_initialized():
-            # every process ran as many batches (DistributedSampler pads), so the mean of the
-            # processes' means is the mean over the global batches
-            names = sorted(self.loss_terms)
-            local = [float(stage_loss)] + [sum(self.loss_terms[k]) / max(len(self.loss_terms[k]), 1) for k in names]
-            values = torch.tensor(local, dtype=torch.float64)
-            torch.distributed.all_reduce(values)
-            values /= torch.distributed.get_world_size()
-            stage_loss = float(values[0])
-            self.loss_terms = {k: [float(v)] for k, v in zip(names, values[1:])}
-        super().on_stage_end(stage, stage_loss, epoch)
-
-
 def setup_distributed(run_opts):
     """Join the torchrun process group (a no-op without torchrun): gloo on cpu, nccl on cuda
     unless ``--distributed_backend`` says otherwise; ``--device cuda`` means this process's GPU.
@@ -328,7 +311,7 @@ def main(argv: list[str]) -> None:
     checkpointer = hparams["checkpointer"]
     checkpointer.add_recoverable("codec", codec)
     checkpointer.add_recoverable("dataloader-TRAIN", train_loader)
-    brain = RecipeBrain(
+    brain = CodecBrain(
         modules={"codec": codec},
         opt_class=hparams["opt_class"],
         hparams=hparams,

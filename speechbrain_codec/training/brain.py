@@ -293,7 +293,22 @@ class CodecBrain(sb.Brain):
         if should_step and self.scheduler is not None:
             self.scheduler.step()
 
+    def _mean_over_processes(self, stage_loss: float) -> float:
+        """Under ``torchrun``, the train loss and each loss term averaged over the processes
+        (each ran as many batches: DistributedSampler pads), i.e. over the global batches."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return stage_loss
+        names = sorted(self.loss_terms)
+        local = [float(stage_loss)] + [sum(self.loss_terms[k]) / max(len(self.loss_terms[k]), 1) for k in names]
+        values = torch.tensor(local, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(values)
+        values = (values / torch.distributed.get_world_size()).tolist()
+        self.loss_terms = {k: [v] for k, v in zip(names, values[1:])}
+        return values[0]
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            stage_loss = self._mean_over_processes(stage_loss)
         stats = {"loss": stage_loss}
         stats.update({k: sum(v) / len(v) for k, v in self.loss_terms.items() if v})
         if stage == sb.Stage.TRAIN:
