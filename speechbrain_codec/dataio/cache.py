@@ -220,9 +220,13 @@ def spec_f0(sig: np.ndarray, sr: int = 16000, frame_space_ms: float = 5.0, frame
         if m > np.finfo(np.float32).tiny:
             x = x / m * peak
     x = np.pad(x, (pad, pad))
+    import warnings
+
     try:
-        pitch = pYAAPT.yaapt(basic.SignalObj(x, sr), frame_length=frame_length_ms, frame_space=frame_space_ms,
-                             nccf_thresh1=nccf_thresh1, tda_frame_length=tda_frame_length_ms)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # YAAPT's own divide-by-zero notices
+            warnings.simplefilter("ignore")
+            pitch = pYAAPT.yaapt(basic.SignalObj(x, sr), frame_length=frame_length_ms, frame_space=frame_space_ms,
+                                 nccf_thresh1=nccf_thresh1, tda_frame_length=tda_frame_length_ms)
         f0 = np.asarray(pitch.samp_values, dtype=np.float64)
     except Exception:  # YAAPT fails on silence / very short clips: all unvoiced (as the spec does)
         return np.zeros(n, dtype=np.float32)
