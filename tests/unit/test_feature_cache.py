@@ -268,3 +268,15 @@ def test_command_line_extract_info_merge(tmp_path, manifest, checkpoint, capsys)
     assert main(["extract", "--manifest", str(manifest), "--data-root", str(MINI_DATA), "--out", str(out),
                  "--kind", "tokens", "--checkpoint", str(checkpoint), "--shard-size", "3"]) == 1
     assert "other options" in capsys.readouterr().err
+
+
+def test_under_a_process_group_rank_0_merges_after_a_barrier(tmp_path, manifest):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        cache = extract_features(manifest, MINI_DATA, Frames(), tmp_path / "c", shard_size=2)
+    finally:
+        dist.destroy_process_group()
+    extract_features(manifest, MINI_DATA, Frames(), tmp_path / "ref", shard_size=2)
+    assert len(cache) == 5 and _files(tmp_path / "c") == _files(tmp_path / "ref")
