@@ -38,6 +38,7 @@ import math
 import os
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -614,7 +615,7 @@ class FeatureCache:
             raise CodecError(f"{path}: corrupt index ({type(err).__name__}); run `merge` on {self.folder}") from None
         self.f0_stats_table = index.get("f0_stats")
         self._speakers = index.get("speakers", {})
-        self._open: dict[int, Any] = {}
+        self._open: "OrderedDict[int, Any]" = OrderedDict()  # at most MAX_OPEN_SHARDS mapped at once
         if expect is not None:
             want = expect.config_hash if isinstance(expect, Extractor) else \
                 expect.get("config_hash") if isinstance(expect, dict) else str(expect)
@@ -647,9 +648,13 @@ class FeatureCache:
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.folder)!r}, {self.meta.get('kind')}, {len(self)} utterances)"
 
+    MAX_OPEN_SHARDS = 64
+
     def _shard(self, k: int):
         f = self._open.get(k)
-        if f is None:
+        if f is not None:
+            self._open.move_to_end(k)
+        else:
             from safetensors import safe_open
 
             info = self._shards[k]
@@ -667,11 +672,13 @@ class FeatureCache:
                 raise CodecError(f"{path}: corrupt shard ({type(err).__name__}); delete it and run the "
                                  "extraction again") from None
             self._open[k] = f
+            while len(self._open) > self.MAX_OPEN_SHARDS:
+                self._open.popitem(last=False)
         return f
 
     def __getstate__(self):  # DataLoader workers re-open shards themselves
         state = dict(self.__dict__)
-        state["_open"] = {}
+        state["_open"] = OrderedDict()
         return state
 
     def get(self, utt_id: str) -> torch.Tensor:

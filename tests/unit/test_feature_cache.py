@@ -5,6 +5,7 @@ extractors on tiny models and a bundled clip."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,12 @@ def test_round_trip_by_id_bit_exact_with_codec_tokens(tmp_path, manifest):
     for clip in CLIPS:
         got = FeatureCache(tmp_path / "c").get(clip)
         assert got.device.type == "cpu" and torch.equal(got, _direct(ex, clip))
+    clone = pickle.loads(pickle.dumps(cache))  # a DataLoader worker's copy re-opens its shards
+    assert torch.equal(clone.get(CLIPS[4]), cache.get(CLIPS[4]))
+    cache.MAX_OPEN_SHARDS = 2
+    for clip in CLIPS:
+        cache.get(clip)
+    assert list(cache._open) == [1, 2]
     m = cache.meta
     assert m["kind"] == "tokens" and m["frame_rate"] == 50.0 and m["dtype"] == "int64" and m["frame_shape"] == [1]
     assert m["config_hash"] == ex.config_hash and len(m["config_hash"]) == 16
