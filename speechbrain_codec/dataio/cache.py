@@ -197,9 +197,10 @@ def spec_f0(sig: np.ndarray, sr: int = 16000, frame_space_ms: float = 5.0, frame
     The signal is zero-padded at the end to a multiple of ``pad_multiple`` samples (the spec's
     1280-padded copy; 1 = as is), peak-normalised to ``peak`` (librosa ``util.normalize`` × 0.95;
     ``None`` = not normalised), padded with ``pad`` zeros on both sides, and given to pYAAPT with
-    frame_length 20 ms, frame_space 5 ms, nccf_thresh1 0.25, tda_frame_length 25 ms. The result has
-    ``L / (sr * frame_space)`` frames (``L`` = samples after ``pad_multiple``; 200 Hz at 16 kHz);
-    if YAAPT raises (silence, too short), all zeros of that length.
+    frame_length 20 ms, frame_space 5 ms, nccf_thresh1 0.25, tda_frame_length 25 ms (f0 range:
+    YAAPT's defaults, 60-400 Hz). The result has ``floor(L / (sr * frame_space))`` frames (``L`` =
+    samples after ``pad_multiple``; 200 Hz at 16 kHz; YAAPT's extra frame for a length that is not
+    a multiple of 80 is dropped); if YAAPT raises (silence, too short), all zeros of that length.
 
     Example
     -------
