@@ -389,7 +389,10 @@ def _write_shard(path: Path, k: int, plan: dict, rows: list[dict], data_root, ex
     for row in rows:
         wav = row["wav"].replace("{data_root}", str(data_root)) if data_root is not None else row["wav"]
         sig = load_audio(wav, getattr(extractor, "sample_rate", None))[None]
-        out = extractor(sig)
+        try:
+            out = extractor(sig)
+        except CodecError as err:
+            raise CodecError(f"{wav} ({row['ID']}): {err}") from None
         if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != 1:
             raise CodecError(f"{row['ID']}: the extractor must return a tensor [1, frames, ...], "
                              f"got {getattr(out, 'shape', type(out))}")
