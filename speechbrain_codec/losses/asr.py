@@ -99,7 +99,8 @@ class WhisperTokenLoss(_FrozenASRLoss):
     sample_rate : int
         Rate of the signals passed in.
     max_new_tokens : int
-        Length limit of pseudo-label decoding.
+        Length limit of pseudo-label decoding (224, openai-whisper's default: a 30-s LM-loss window holds
+        80–120 tokens).
     dtype : str
         ``"float32"`` or ``"bfloat16"`` (autocast, as FocalCodec-S).
 
@@ -115,7 +116,7 @@ class WhisperTokenLoss(_FrozenASRLoss):
         target: str = "pseudo",
         language: str = "en",
         sample_rate: int = 16000,
-        max_new_tokens: int = 64,
+        max_new_tokens: int = 224,
         dtype: str = "float32",
     ) -> None:
         super().__init__(target, sample_rate)

@@ -39,7 +39,8 @@ def piece_spans(words: Sequence[Word], counts: Sequence[int], n_frames: int,
                 frame_shift: float = 0.02, frame_offset: float = 0.01) -> list[tuple[int, int]]:
     """Frame range ``[a, b)`` of every word-piece: each word's span split into ``counts[i]``
     equal sub-spans, sub-span ``[l, r]`` -> frames ``round((l - offset) / shift)`` ..
-    ``round((r - offset) / shift)`` inclusive, clamped to ``[0, n_frames)``.
+    ``round((r - offset) / shift)`` inclusive, clamped to ``[0, n_frames)`` (both ends: a piece
+    starting in the clip's last frame still gets that frame).
 
     Example
     -------
@@ -51,7 +52,7 @@ def piece_spans(words: Sequence[Word], counts: Sequence[int], n_frames: int,
         step = (w.end - w.start) / n if n else 0.0
         for k in range(n):
             lo, hi = w.start + k * step, w.start + (k + 1) * step
-            a = max(0, round((lo - frame_offset) / frame_shift))
+            a = min(max(0, round((lo - frame_offset) / frame_shift)), n_frames - 1)  # a piece in the last 10 ms
             b = min(n_frames - 1, round((hi - frame_offset) / frame_shift))
             spans.append((a, max(a, b) + 1))
     return spans
@@ -184,7 +185,7 @@ def pretrain_summariser(summariser: TTRSummariser, ssl: nn.Module, bert: BertTar
 
     ssl = _centred(ssl)
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(summariser.parameters(), lr=lr)
+    opt = torch.optim.Adam(summariser.parameters(), lr=lr, betas=(0.8, 0.99))  # lmloss.md §4: Adam, no decay
     summariser.train()
     losses = []
     for _ in range(steps):

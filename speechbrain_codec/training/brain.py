@@ -143,9 +143,11 @@ class CodecBrain(sb.Brain):
         unknown = sorted(set(names) - set(children))
         if unknown:
             raise ValueError(f"train_modules: {unknown} are not parts of the codec (it has {sorted(children)})")
-        for name, child in children.items():
-            if name not in names:
-                child.requires_grad_(False)
+        # kept in eval mode while training, also those without parameters (an EMA VQ would
+        # otherwise keep updating its codebook: LM-loss phase 2 freezes it, "eval, detached")
+        self._frozen_children = [child for name, child in children.items() if name not in names]
+        for child in self._frozen_children:
+            child.requires_grad_(False)
         logger.info("training %s of the codec; %s frozen", ", ".join(names),
                     ", ".join(n for n in children if n not in names) or "nothing")
 
@@ -157,6 +159,8 @@ class CodecBrain(sb.Brain):
     def on_fit_batch_start(self, batch, should_step):
         if getattr(self, "_frozen_to_eval", False):  # Brain calls modules.train() after on_stage_start
             keep_frozen_in_eval(self.modules)
+            for child in getattr(self, "_frozen_children", ()):
+                child.eval()
             self._frozen_to_eval = False
 
     def _codec(self):

@@ -62,7 +62,7 @@ class GANCodecBrain(CodecBrain):
         self.nonfinite_run = 0
         self.skipped_updates = 0
 
-    def _update(self, optimizer, loss: torch.Tensor, module: torch.nn.Module, what: str) -> bool:
+    def _update(self, optimizer, loss: torch.Tensor, what: str) -> bool:
         """Backward + clip + step; returns False (update skipped) for a non-finite loss."""
         optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
@@ -78,7 +78,10 @@ class GANCodecBrain(CodecBrain):
             return False
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], self.max_grad_norm)
+        # every parameter the optimiser updates (the codec's optimiser also holds trainable
+        # loss parts, e.g. the SD decoder)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
         self.scaler.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
         return True
@@ -98,7 +101,7 @@ class GANCodecBrain(CodecBrain):
             real_scores, fake_scores = _halves(scores)
             d_loss = discriminator_loss(fake_scores, real_scores)
             self.loss_terms.setdefault("disc", []).append(float(d_loss.detach()))
-            d_ok = self._update(self.disc_optimizer, d_loss, disc, "discriminator")
+            d_ok = self._update(self.disc_optimizer, d_loss, "discriminator")
         terms = self.loss_terms_of(out, batch, sig_hat, sig)
         if step >= getattr(self.hparams, "adv_start_step", 0):
             with self.training_ctx:
@@ -110,7 +113,7 @@ class GANCodecBrain(CodecBrain):
                 [[f.float() for f in fs] for fs in fake_feats], [[f.float() for f in fs] for fs in real_feats]
             )
         loss = self.weigh(terms)
-        g_ok = self._update(self.optimizer, loss, self.modules.codec, "codec")
+        g_ok = self._update(self.optimizer, loss, "codec")
         self.scaler.update()
         if d_ok and g_ok:
             self.nonfinite_run = 0

@@ -135,3 +135,21 @@ def test_optional_batch_keys_are_none_when_the_data_has_none():
                        run_opts={"device": "cpu", "noprogressbar": True})
     brain.fit(counter, _data(), train_loader_kwargs={"batch_size": 2, "shuffle": False})
     assert loss.seen == (["hello there", "你好"], None)
+
+
+def test_a_frozen_quantizer_without_parameters_stops_updating():
+    """LM-loss phase 2 (lmloss.md §2.5, §3.7): the HuBERT VQ is frozen, in eval mode; an EMA VQ
+    has buffers only, so freezing must also switch it to eval or its codebook keeps moving."""
+    from speechbrain_codec.quantizers import EMAVectorQuantizer
+
+    base = tiny_codec()
+    codec = Codec(base.encoder, EMAVectorQuantizer(16, 32), base.decoder)
+    codec.train()(torch.randn(1, 3200))  # initialise the codebook on a first batch
+    before = codec.quantizer.codebook.clone()
+    counter = sb.utils.epoch_loop.EpochCounter(1)
+    brain = CodecBrain(modules={"codec": codec}, opt_class=functools.partial(torch.optim.AdamW, lr=1e-3),
+                       hparams={"losses": {"mel": MultiResolutionMelLoss()}, "loss_weights": {},
+                                "epoch_counter": counter, "train_modules": ["encoder", "decoder"]},
+                       run_opts={"device": "cpu", "noprogressbar": True})
+    brain.fit(counter, _data(), train_loader_kwargs={"batch_size": 2})
+    assert torch.equal(codec.quantizer.codebook, before)

@@ -17,6 +17,7 @@ from speechbrain_codec.quantizers import (
     ResidualVQ,
 )
 from speechbrain_codec.quantizers.kmeans import fit_kmeans, load_codebook, save_codebook
+from speechbrain_codec.quantizers.vq import nearest_codes
 from speechbrain_codec.utils import CodecError
 
 
@@ -125,6 +126,31 @@ def test_restarted_code_gets_fresh_statistics():
     assert all(bool((x == c).all(1).any()) for c in vq.codebook[1:])
     assert vq.ema_count[0] > 1  # code 0 took all 400 vectors: not restarted
     assert torch.allclose(vq.codebook[0], vq.ema_sum[0] / vq.ema_count[0])
+
+
+def test_restart_can_keep_the_statistics_as_the_reference():
+    x = clusters()
+    torch.manual_seed(0)
+    vq = _far_init_vq(8, 2)
+    vq.restart_stats = "keep"
+    stale = vq.ema_sum[1:].clone() * vq.decay
+    vq.train()(x[None])
+    assert torch.allclose(vq.ema_count[1:], torch.full((7,), 0.99))  # stale count, not reset
+    assert torch.allclose(vq.ema_sum[1:], stale)
+    assert all(bool((x == c).all(1).any()) for c in vq.codebook[1:])  # the centres still restart
+    with pytest.raises(ValueError, match="restart_stats"):
+        EMAVectorQuantizer(4, 2, restart_stats="drop")
+
+
+def test_nearest_codes_stay_float32_under_autocast():
+    torch.manual_seed(0)
+    x, codebook = torch.randn(2000, 128), torch.randn(64, 128)
+    ref = nearest_codes(x, codebook)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(nearest_codes(x, codebook), ref)
+        vq = EMAVectorQuantizer(64, 128, init="none").eval()
+        vq.codebook.copy_(codebook)
+        assert torch.equal(vq(x[None]).toks[0, :, 0], ref)
 
 
 def test_init_flag_is_saved_so_a_loaded_model_keeps_its_codebook():

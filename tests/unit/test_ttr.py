@@ -19,6 +19,8 @@ from tests.unit.test_ssl import _save
 def test_piece_spans_split_words_evenly_and_clamp():
     spans = piece_spans([Word(0.0, 0.3, "a"), Word(0.3, 0.9, "bc"), Word(1.0, 1.2, "x")], [1, 3, 0], n_frames=40)
     assert spans == [(0, 15), (14, 25), (24, 35), (34, 40)]  # round() half-to-even, as the reference
+    # a piece that starts in the clip's last 10 ms still gets the last frame (not an empty span)
+    assert piece_spans([Word(0.78, 0.8, "a")], [1], n_frames=39) == [(38, 39)]
 
 
 def _setup(tmp_path):
