@@ -1,0 +1,624 @@
+#!/usr/bin/env python3
+"""The generic codec trainer: one training phase of any codec, for every recipe.
+
+    python -m speechbrain_codec.bin.train_codec hparams/train.yaml --data_folder DATA \
+        --manifest_folder EXP/data --output_folder EXP/train --codec_hparams hparams/codec/x.yaml \
+        [--overrides_file hparams/debug.yaml] [--device cpu] [--from_scratch true] [--brain gan]
+    torchrun --nproc_per_node=N -m speechbrain_codec.bin.train_codec ...   # data-parallel
+
+**Brain.** ``--brain codec`` (default) trains with :class:`~speechbrain_codec.training.CodecBrain`;
+``--brain gan`` (or ``brain: gan`` in the hparams) with
+:class:`~speechbrain_codec.training.GANCodecBrain`, whose ``discriminator`` and
+``disc_opt_class`` (optionally ``disc_lr_schedule``, ``disc_start_step``, ``adv_start_step``)
+come from the hparams; the discriminator is checkpointed with the codec, not exported.
+
+**Data.** ``train_csv`` / ``valid_csv`` manifests (``ID``, ``wav`` with ``{data_root}`` =
+``data_folder``, and any other columns). Every column is a batch key (``text``, ``lang``,
+``spk_id``, ``duration``, ...), and so are
+
+* ``alignment``: the word alignment of each utterance (a list of
+  :class:`~speechbrain_codec.alignment.Word`), read from ``<alignment_folder>/<ID>.TextGrid`` or
+  ``<ID>.json`` when the hparams set ``alignment_folder``; cut to the training crop, times
+  relative to its start;
+* ``<feature_key>`` (default ``cached_feats``): ``[T, C]`` features of each utterance from the
+  feature cache in ``feature_cache`` (:class:`speechbrain_codec.dataio.cache.FeatureCache`),
+  ``feature_hop`` input samples per frame (default 320), cut to the training crop.
+
+Only what the losses ask for (their ``inputs``, see :mod:`speechbrain_codec.training.brain`) is
+loaded: a loss that takes a key the data cannot provide stops the run before training with one
+line naming the loss, the key and the manifest column or hparams option that provides it;
+optional inputs (``"text?"``) are loaded when available.
+
+**Models trained on cached features.** ``codec_input: <feature_key>`` (hparams) feeds the codec
+the cached features instead of the waveform: the batch's ``sig`` is then ``[B, T, C]`` (crops of
+``segment_seconds`` worth of frames), and the codec's lobes must take features (hop length 1);
+no audio is read.
+
+**Training crops.** Each training example is a crop of ``segment_seconds`` (shorter clips are
+zero-padded), ``train_repeats`` crops per clip and epoch; validation uses whole clips.
+
+Checkpoints (``<output_folder>/save``) belong to one training configuration, recorded in
+``<output_folder>/training_config.json``: the hparams and codec hparams with every override
+applied (paths aside) and the content of the train/valid manifests. A run with the same
+configuration resumes from the last checkpoint (same step, same learning-rate schedule); a run
+with another one stops with an error naming what differs, and never loads those weights.
+``--from_scratch true`` moves the old ``<output_folder>`` to ``<output_folder>.prev`` (replacing
+an older one) and trains from scratch; the move happens once the new configuration, codec and
+data have loaded, just before training.
+
+Progressive compression (FocalCodec-S): ``init_from`` (the exported folder of the smaller codec)
+and ``new_layers`` start the grown codec of ``codec_hparams`` from it, the new layers at
+``lr_new``, the inherited ones at ``lr_old``.
+
+At the end the checkpoint with the lowest validation loss (the checkpointer keeps it and the
+last one) is exported to ``<output_folder>/codec`` (``export_folder``).
+
+Under torchrun each process takes ``batch_size`` examples a step (the global batch is N times
+that) from one seeded permutation of the training set, and every crop is seeded by the
+example's ID and the epoch, so N processes at ``batch_size`` B/N see the batches of 1 process
+at B. The train loss logged is the mean over processes. The k-means codebook (if any) is fitted
+on the main process, which also writes every file; processes started with different
+configurations stop with one error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import yaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+from torch.utils.data import DistributedSampler
+
+from ..codec import CodecOutput
+from ..dataio import read_manifest
+from ..training import CodecBrain, GANCodecBrain, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
+from ..training.brain import DEFAULT_INPUTS
+from ..utils import CodecError
+
+__all__ = ["main", "run", "dataio_prepare", "batch_keys", "training_config"]
+
+dist = sb.utils.distributed
+# placeholders whose value is a location, not a property of the training
+PATH_KEYS = ("output_folder", "data_folder", "manifest_folder", "codec_hparams", "alignment_folder", "feature_cache")
+CONFIG_RECORD = "training_config.json"
+BRAINS = {"codec": CodecBrain, "gan": GANCodecBrain}
+# what CodecBrain itself provides to a loss: the codec's outputs, the targets, the lengths
+BRAIN_INPUTS = set(CodecOutput._fields) | {"sig_hat", "sig", "lens"}
+
+
+class SameOnEveryRank(CodecError):
+    """An error every process raises alike; only the main process prints it."""
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def _seeded_start(seed: int, epoch: int, uid: str, span: int) -> int:
+    """A crop start in ``[0, span]`` drawn from ``(seed, epoch, uid)`` alone."""
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{epoch}/{uid}".encode()))
+    return int(torch.randint(0, span + 1, (), generator=gen))
+
+
+def crop(x: torch.Tensor, length: int, seed: int, epoch: int, uid: str) -> tuple[torch.Tensor, int]:
+    """A seeded crop of ``length`` along the first axis (zero-padded when shorter) and its start."""
+    if x.shape[0] <= length:
+        pad = [0, 0] * (x.dim() - 1) + [0, length - x.shape[0]]
+        return torch.nn.functional.pad(x, pad), 0
+    start = _seeded_start(seed, epoch, uid, x.shape[0] - length)
+    return x[start : start + length], start
+
+
+def crop_pipeline(sample_rate: int, segment_samples: int, cache: bool, seed: int, sampler):
+    """``(id, wav) -> sig, crop_start``: the whole clip (loaded and cached by the library's
+    pipeline), then a crop whose start (in samples) is drawn from ``(seed, epoch, id)`` alone
+    (``sampler.epoch``), so it does not depend on which process or data-loader worker loads the
+    example, nor in which order."""
+    load = segment_pipeline(sample_rate, None, cache)
+
+    @sb.utils.data_pipeline.takes("id", "wav")
+    @sb.utils.data_pipeline.provides("sig", "crop_start")
+    def pipeline(uid: str, wav: str):
+        sig, start = crop(load(wav), segment_samples, seed, sampler.epoch, uid)
+        yield sig
+        yield start
+
+    return pipeline
+
+
+@sb.utils.data_pipeline.takes("id")
+@sb.utils.data_pipeline.provides("crop_start")
+def _whole_clip(uid: str) -> int:
+    return 0
+
+
+def feature_input_pipeline(cache, hop: int, segment_frames: int | None, seed: int, sampler):
+    """``(id, ID) -> sig, crop_start``: cached features ``[T, C]`` as the codec input, cropped to
+    ``segment_frames`` (seeded as the audio crops) unless None; ``crop_start`` in input samples."""
+
+    @sb.utils.data_pipeline.takes("id", "ID")
+    @sb.utils.data_pipeline.provides("sig", "crop_start")
+    def pipeline(uid: str, utt: str):
+        feats = _cached(cache, utt)
+        if segment_frames is None:
+            yield feats
+            yield 0
+            return
+        feats, start = crop(feats, segment_frames, seed, sampler.epoch, uid)
+        yield feats
+        yield start * hop
+
+    return pipeline
+
+
+def _cached(cache, utt: str) -> torch.Tensor:
+    try:
+        feats = cache.get(utt)
+    except KeyError:
+        feats = None
+    if feats is None:
+        raise CodecError(f"utterance {utt}: not in the feature cache {getattr(cache, 'folder', cache)} "
+                         "(run the feature-caching stage)")
+    feats = torch.as_tensor(feats)
+    return feats.float() if feats.is_floating_point() else feats  # float16 caches -> float32; tokens stay ints
+
+
+def feature_pipeline(cache, key: str, hop: int, segment_frames: int | None):
+    """``(ID, crop_start) -> <key>``: the utterance's cached features, cut to the crop."""
+
+    @sb.utils.data_pipeline.takes("ID", "crop_start")
+    @sb.utils.data_pipeline.provides(key)
+    def pipeline(utt: str, start: int) -> torch.Tensor:
+        feats = _cached(cache, utt)
+        if segment_frames is None:
+            return feats
+        first = start // hop
+        piece = feats[first : first + segment_frames]
+        if piece.shape[0] < segment_frames:
+            pad = [0, 0] * (piece.dim() - 1) + [0, segment_frames - piece.shape[0]]
+            piece = torch.nn.functional.pad(piece, pad)
+        return piece
+
+    return pipeline
+
+
+def alignment_file(folder: str, utt: str) -> Path:
+    """``<folder>/<ID>.TextGrid`` (MFA's output) or ``<ID>.json``, whichever exists."""
+    for suffix in (".TextGrid", ".textgrid", ".json"):
+        path = Path(folder) / f"{utt}{suffix}"
+        if path.is_file():
+            return path
+    raise CodecError(f"{Path(folder) / utt}.TextGrid (or .json): no alignment for utterance {utt} "
+                     "(run the alignment stage)")
+
+
+def cut_alignment(words: list, start: float, length: float | None) -> list:
+    """Words overlapping ``[start, start + length)`` (seconds), clipped to it, times relative
+    to ``start``; every word when ``length`` is None.
+
+    Example
+    -------
+    >>> from speechbrain_codec.alignment import Word
+    >>> cut_alignment([Word(0.1, 0.5, "a"), Word(0.6, 1.4, "b"), Word(1.5, 2.0, "c")], 0.4, 1.0)
+    [Word(start=0.0, end=0.1, word='a'), Word(start=0.2, end=1.0, word='b')]
+    """
+    from ..alignment import Word
+
+    if length is None:
+        return list(words)
+    end = start + length
+    return [Word(round(max(w.start, start) - start, 6), round(min(w.end, end) - start, 6), w.word)
+            for w in words if w.end > start and w.start < end]
+
+
+def alignment_pipeline(folder: str, sample_rate: int, segment_samples: int | None):
+    """``(ID, crop_start) -> alignment``: the utterance's words, cut to the crop."""
+    from ..alignment import read_alignment
+
+    store: dict[str, list] = {}
+    length = None if segment_samples is None else segment_samples / sample_rate
+
+    @sb.utils.data_pipeline.takes("ID", "crop_start")
+    @sb.utils.data_pipeline.provides("alignment")
+    def pipeline(utt: str, start: int) -> list:
+        if utt not in store:
+            store[utt] = read_alignment(alignment_file(folder, utt))
+        return cut_alignment(store[utt], start / sample_rate, length)
+
+    return pipeline
+
+
+def load_feature_cache(folder: str):
+    """:class:`speechbrain_codec.dataio.cache.FeatureCache` of ``folder`` (imported lazily)."""
+    try:
+        from ..dataio.cache import FeatureCache
+    except ImportError:
+        raise CodecError("feature_cache is set but speechbrain_codec.dataio.cache (FeatureCache) is not "
+                         "available in this installation") from None
+    if not Path(folder).is_dir():
+        raise CodecError(f"feature_cache {folder}: no such folder (made by the recipe's feature-caching stage)")
+    return FeatureCache(folder)
+
+
+def _columns(path: str) -> list[str]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except FileNotFoundError:
+        raise CodecError(f"{path}: manifest missing; it is written by the data preparation stage") from None
+
+
+def batch_keys(hparams: dict) -> list[str]:
+    """The batch's output keys: ``id``, ``sig`` and every key a loss's ``inputs`` name that is
+    not a codec output; optional ones (``"text?"``) only when the data has them.
+
+    Raises :class:`CodecError` (one line) for a required key that no manifest column, nor the
+    ``alignment_folder`` / ``feature_cache`` options, provide."""
+    feature_key = hparams.get("feature_key", "cached_feats")
+    csvs = {name: _columns(hparams[name]) for name in ("train_csv", "valid_csv")}
+    keys = ["id", "sig"]
+    for loss_name, loss in hparams.get("losses", {}).items():
+        for wanted in getattr(loss, "inputs", DEFAULT_INPUTS):
+            optional = wanted.endswith("?")
+            key = wanted.rstrip("?")
+            if key in BRAIN_INPUTS or key in keys:
+                continue
+            if key == "alignment":
+                missing = None if hparams.get("alignment_folder") else (
+                    "set alignment_folder in the hparams (the folder of <ID>.TextGrid / <ID>.json "
+                    "made by the recipe's alignment stage)")
+            elif key == feature_key:
+                missing = None if hparams.get("feature_cache") else (
+                    "set feature_cache in the hparams (the folder made by the recipe's feature-caching stage)")
+            else:
+                lacking = [f"{Path(hparams[n]).name} ({hparams[n]})" for n, cols in csvs.items() if key not in cols]
+                missing = None if not lacking else (
+                    f"it is not a column of {' and '.join(lacking)} (columns: {', '.join(csvs['train_csv'])}); "
+                    "add it in the data preparation")
+            if missing is None:
+                keys.append(key)
+            elif not optional:
+                raise CodecError(f"loss {loss_name!r} takes {key!r}: {missing}")
+    return keys
+
+
+def dataio_prepare(hparams: dict):
+    """Training set of crops (each clip ``train_repeats`` times) with its loader, full-clip
+    validation, and the full training clips (for fitting k-means codebooks). Returns
+    ``(train_loader, sampler, valid, whole)``."""
+    sr = hparams["sample_rate"]
+    keys = batch_keys(hparams)
+    train_rows = read_manifest(hparams["train_csv"], hparams["data_folder"])
+    valid_rows = read_manifest(hparams["valid_csv"], hparams["data_folder"])
+    repeated = {
+        f"{uid}__{r}": row for uid, row in train_rows.items() for r in range(hparams["train_repeats"])
+    }
+    train = sb.dataio.dataset.DynamicItemDataset(repeated)
+    loader_opts = dict(hparams["train_dataloader_opts"])
+    # one permutation of the whole set per epoch (seed + epoch), split across the processes:
+    # process r of N takes positions r, r + N, ... (DistributedSampler; N = 1 without torchrun)
+    world = torch.distributed.get_world_size() if dist.is_distributed_initialized() else 1
+    rank = torch.distributed.get_rank() if dist.is_distributed_initialized() else 0
+    sampler = DistributedSampler(
+        train, num_replicas=world, rank=rank, shuffle=bool(loader_opts.pop("shuffle", False)),
+        seed=hparams["seed"], drop_last=bool(loader_opts.pop("drop_last", False)),
+    )
+    segment = int(hparams["segment_seconds"] * sr)
+    valid = sb.dataio.dataset.DynamicItemDataset(valid_rows)
+    whole = sb.dataio.dataset.DynamicItemDataset(train_rows)
+    feature_key = hparams.get("feature_key", "cached_feats")
+    codec_input = hparams.get("codec_input", "sig")
+    cache = None
+    if hparams.get("feature_cache") and (feature_key in keys or codec_input == feature_key):
+        cache = load_feature_cache(hparams["feature_cache"])
+    hop = int(hparams.get("feature_hop", 320))
+    if codec_input == "sig":
+        train.add_dynamic_item(crop_pipeline(sr, segment, hparams["cache_audio"], hparams["seed"], sampler))
+        valid.add_dynamic_item(segment_pipeline(sr, None, hparams["cache_audio"]))
+        whole.add_dynamic_item(segment_pipeline(sr, None, False))
+        valid.add_dynamic_item(_whole_clip)
+    elif codec_input == feature_key:
+        if cache is None:
+            raise CodecError(f"codec_input: {codec_input} needs feature_cache (the folder of cached features)")
+        train.add_dynamic_item(feature_input_pipeline(cache, hop, segment // hop, hparams["seed"], sampler))
+        for ds in (valid, whole):
+            ds.add_dynamic_item(feature_input_pipeline(cache, hop, None, hparams["seed"], sampler))
+    else:
+        raise CodecError(f"codec_input: {codec_input!r}: sig (the waveform) or the feature_key ({feature_key})")
+    if "alignment" in keys:
+        train.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, segment))
+        valid.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, None))
+    if feature_key in keys:
+        train.add_dynamic_item(feature_pipeline(cache, feature_key, hop, segment // hop))
+        valid.add_dynamic_item(feature_pipeline(cache, feature_key, hop, None))
+    for ds in (train, valid):
+        ds.set_output_keys(keys)
+    whole.set_output_keys(["id", "sig"])
+    train_loader = sb.dataio.dataloader.make_dataloader(train, sampler=sampler, **loader_opts)
+    return train_loader, sampler, valid, whole
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+class _TagLoader(yaml.SafeLoader):
+    """Reads hyperpyyaml text as data: ``!new:x.Y {a: 1}`` -> ``{"!new:x.Y": {"a": 1}}``."""
+
+
+def _tagged(loader, suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return {f"!{suffix}": value}
+
+
+_TagLoader.add_multi_constructor("!", _tagged)
+
+
+def _file_sha(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        raise CodecError(f"{path}: manifest missing (made by the recipe's prepare stage)") from None
+
+
+def training_config(hparams_file: str, overrides: dict, hparams: dict, codec_yaml: str) -> dict:
+    """What the trained weights depend on: the hparams with overrides applied and references
+    resolved (locations replaced by their names), the resolved codec hparams, and the content
+    of the train/valid manifests. Returns ``{"sha256": ..., "hparams": ..., "codec": ..., "data": ...}``."""
+    tokens = {k: f"@{k}" for k in PATH_KEYS if k in hparams}  # only the locations the hparams have
+    with open(hparams_file, encoding="utf-8") as f:
+        text = resolve_references(f, {**overrides, **tokens}).getvalue()
+    config = {
+        "hparams": yaml.load(text, Loader=_TagLoader),
+        "codec": yaml.load(codec_yaml, Loader=_TagLoader),
+        "data": {"train_csv": _file_sha(hparams["train_csv"]), "valid_csv": _file_sha(hparams["valid_csv"])},
+    }
+    blob = json.dumps(config, sort_keys=True, default=str)
+    return {"sha256": hashlib.sha256(blob.encode()).hexdigest(), **json.loads(blob)}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Top-level keys that differ, e.g. ``["number_of_epochs", "codec: levels", "data: train_csv"]``."""
+    def is_object(v):  # `!new:` / `!name:` ... entries: their plain arguments are listed too
+        return isinstance(v, dict) and len(v) == 1 and str(next(iter(v))).startswith("!")
+
+    plain, objects = [], []
+    for part in ("hparams", "codec", "data"):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        prefix = "" if part == "hparams" else f"{part}: "
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                (objects if is_object(a.get(k)) or is_object(b.get(k)) else plain).append(f"{prefix}{k}")
+    return plain or objects or ["the recorded configuration"]
+
+
+def check_ranks_agree(config: dict) -> None:
+    """Under torchrun: every process must have resolved the same training configuration."""
+    if not dist.is_distributed_initialized():
+        return
+    shas = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(shas, config["sha256"])
+    if len(set(shas)) > 1:
+        groups = {}
+        for r, s in enumerate(shas):
+            groups.setdefault(s, []).append(r)
+        detail = "; ".join(f"ranks {','.join(map(str, r))}: {s[:12]}" for s, r in groups.items())
+        raise SameOnEveryRank(
+            f"the {len(shas)} training processes were started with different configurations ({detail}); "
+            "start every process with the same hparams, overrides and manifests"
+        )
+
+
+def _has_checkpoints(save_folder: Path) -> bool:
+    return save_folder.is_dir() and any(p.is_dir() and p.name.startswith("CKPT") for p in save_folder.iterdir())
+
+
+def prepare_output_folder(hparams: dict, config: dict, from_scratch: bool) -> str | None:
+    """Main process: with ``from_scratch``, move the old output folder to ``<it>.prev``;
+    otherwise make sure the checkpoints there (if any) were trained with ``config``. Returns
+    an error message (the same for every process) or None."""
+    out = Path(hparams["output_folder"])
+    save = Path(hparams["save_folder"])
+    if from_scratch:
+        if out.is_dir() and any(out.iterdir()):
+            prev = out.with_name(out.name + ".prev")
+            doomed = out.with_name(f"{out.name}.prev.removing.{os.getpid()}")
+            if prev.exists():
+                os.rename(prev, doomed)
+            os.rename(out, prev)  # atomic: the folder is either the old run or gone
+            shutil.rmtree(doomed, ignore_errors=True)
+            print(f"training from scratch: the previous {out} is now {prev}")
+        return None
+    if not _has_checkpoints(save):
+        return None
+    how = (
+        f"to retrain, move or delete {out} (run.sh: --stage 2 retrains from scratch and keeps the old "
+        f"folder as {out.name}.prev), or train into another --output_folder (run.sh: another --exp)"
+    )
+    record = out / CONFIG_RECORD
+    if not record.is_file():
+        return f"{save} holds checkpoints with no record of their training configuration ({record}); {how}"
+    old = json.loads(record.read_text(encoding="utf-8"))
+    if old.get("sha256") == config["sha256"]:
+        return None
+    return (
+        f"{save} holds checkpoints of another training configuration "
+        f"(differs: {', '.join(config_differences(old, config))}); {how}"
+    )
+
+
+def write_record(hparams: dict, config: dict) -> None:
+    record = Path(hparams["output_folder"]) / CONFIG_RECORD
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, record)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def setup_distributed(run_opts):
+    """Join the torchrun process group (a no-op without torchrun): gloo on cpu, nccl on cuda
+    unless ``--distributed_backend`` says otherwise; ``--device cuda`` means this process's GPU.
+    Returns the run options to use."""
+    local_rank = dist.get_local_rank()
+    if local_rank is None or dist.get_rank() is None:
+        return run_opts
+    device = run_opts["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        device = f"cuda:{local_rank}"
+    changes = {"device": device}
+    if "distributed_backend" not in run_opts["overridden_args"]:
+        changes["distributed_backend"] = "nccl" if device.startswith("cuda") else "gloo"
+    if isinstance(run_opts, dict):
+        run_opts = {**run_opts, **changes}
+    else:  # speechbrain's RunOptions (a frozen dataclass)
+        changes["overridden_args"] = set(run_opts.overridden_args) | set(changes)
+        run_opts = dataclasses.replace(run_opts, **changes)
+    dist.ddp_init_group(run_opts)
+    return run_opts
+
+
+def _brain_name(hparams: dict) -> str:
+    name = hparams.get("brain") or "codec"
+    if name not in BRAINS:
+        raise SameOnEveryRank(f"--brain {name}: codec (CodecBrain) or gan (GANCodecBrain)")
+    if name == "gan":
+        lacking = [k for k in ("discriminator", "disc_opt_class") if hparams.get(k) is None]
+        if lacking:
+            raise SameOnEveryRank(f"--brain gan needs {' and '.join(lacking)} in the hparams "
+                                  "(a discriminator module and its optimiser)")
+    return name
+
+
+def main(argv: list[str]) -> None:
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    overrides = (yaml.safe_load(overrides) or {}) if isinstance(overrides, str) else dict(overrides or {})
+    overrides_file = overrides.pop("overrides_file", None)
+    from_scratch = overrides.pop("from_scratch", False)
+    if from_scratch not in (True, False):
+        raise CodecError(f"--from_scratch takes true or false, not {from_scratch!r}")
+    if overrides_file:
+        with open(overrides_file, encoding="utf-8") as f:
+            overrides = {**(yaml.safe_load(f) or {}), **overrides}
+    run_opts = setup_distributed(run_opts)
+    with open(hparams_file, encoding="utf-8") as f:
+        text = f.read()
+    # `--brain gan` overrides the hparams' `brain:` key, or adds one: either way it is part of
+    # the hparams and of the recorded training configuration
+    added = {}
+    if "brain" in overrides and not re.search(r"^brain:", text, flags=re.M):
+        added = {"brain": overrides.pop("brain")}
+    hparams = {**load_hyperpyyaml(text, overrides), **added}
+    overrides = {**overrides, **added}
+    brain_name = _brain_name(hparams)
+    try:  # every key the losses take can be provided: checked before anything heavy loads
+        batch_keys(hparams)
+    except CodecError as err:
+        raise SameOnEveryRank(str(err)) from None
+    init_from = hparams.get("init_from")
+    if init_from and not Path(init_from, "codec.ckpt").is_file():
+        what = "no such folder" if not Path(init_from).is_dir() else "no codec.ckpt in it"
+        raise SameOnEveryRank(f"--init_from {init_from}: {what} (the exported codec folder of the smaller model)")
+    codec, codec_yaml = load_codec_yaml(hparams["codec_hparams"], hparams["codec_overrides"])
+    config = training_config(hparams_file, overrides, hparams, codec_yaml)
+    check_ranks_agree(config)
+    if init_from:
+        # progressive compression: start from a trained codec with `new_layers` fewer layer pairs
+        from ..compressors import inherit_weights
+
+        base = torch.load(f"{init_from}/codec.ckpt", map_location="cpu", weights_only=True)
+        hparams["new_modules"] = inherit_weights(codec, base, hparams["new_layers"])
+        print(f"initialised from {init_from}; {hparams['new_layers']} new layer pair(s) at lr "
+              f"{hparams['lr_new']}, inherited layers at lr {hparams['lr_old']}")
+    train_loader, sampler, valid, whole = dataio_prepare(hparams)
+
+    # everything has loaded: the output folder may now be checked, or moved aside
+    error = dist.run_on_main(prepare_output_folder, args=[hparams, config, from_scratch])
+    if error:
+        raise SameOnEveryRank(error)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    dist.run_on_main(write_record, args=[hparams, config])
+    os.makedirs(hparams["save_folder"], exist_ok=True)  # moved away with the old folder
+
+    # k-means / DPDP codebooks are fitted before training, on the main process (the others get
+    # its codebook); on resume the checkpoint's codebook replaces this (identical, as fitting
+    # is seeded) one when fit() recovers
+    fitted = dist.run_on_main(fit_codebook_if_needed, args=[codec, whole])
+    if fitted:
+        state = dist.ddp_broadcast(codec.quantizer.state_dict())
+        codec.quantizer.load_state_dict(state)
+        if dist.if_main_process():
+            print(f"fitted the quantizer's codebook: {fitted}")
+    hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=len(train_loader) * hparams["number_of_epochs"])
+    checkpointer = hparams["checkpointer"]
+    checkpointer.add_recoverable("codec", codec)
+    checkpointer.add_recoverable("dataloader-TRAIN", train_loader)
+    modules = {"codec": codec}
+    if brain_name == "gan":
+        modules["discriminator"] = hparams["discriminator"]
+        checkpointer.add_recoverable("discriminator", hparams["discriminator"])
+        if isinstance(hparams.get("disc_lr_schedule"), functools.partial):
+            # a factory (`!name:`) like lr_schedule: it gets the run's length
+            hparams["disc_lr_schedule"] = hparams["disc_lr_schedule"](
+                total_steps=len(train_loader) * hparams["number_of_epochs"])
+    brain = BRAINS[brain_name](
+        modules=modules,
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=checkpointer,
+    )
+    brain.train_sampler = sampler  # Brain calls its set_epoch() every epoch
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_loader,
+        valid,
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    # export the checkpoint with the lowest validation loss
+    dist.ddp_barrier()
+    best = checkpointer.recover_if_possible(min_key="loss")
+    if dist.if_main_process():
+        codec.to("cpu").save_pretrained(hparams["export_folder"], codec_yaml)
+        which = f"epoch {best.meta['epoch']}, lowest validation loss {best.meta['loss']:.5g}" if best else "no checkpoint"
+        print(f"exported {hparams['export_folder']} ({which}): {codec.describe()}")
+    dist.ddp_barrier()
+
+
+def run(argv: list[str] | None = None) -> int:
+    """:func:`main` with one-line errors (printed once under torchrun); returns the exit status."""
+    try:
+        main(sys.argv[1:] if argv is None else argv)
+    except SameOnEveryRank as err:
+        if dist.if_main_process():
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+    except CodecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
