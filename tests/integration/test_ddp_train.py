@@ -1,4 +1,5 @@
-"""recipes/mini/train.py under torchrun: 2 gloo processes on CPU at batch 2 train exactly as
+"""The generic trainer (python -m speechbrain_codec.bin.train_codec, which recipes/mini/run.sh
+runs) under torchrun on the mini recipe: 2 gloo processes on CPU at batch 2 train exactly as
 1 process at batch 4 (the same global batches, DDP averaging the gradients), and processes
 started with different configurations stop with one error."""
 
@@ -32,7 +33,7 @@ def env() -> dict:
 
 def train_cmd(out: Path, manifests: Path, *extra: str) -> list[str]:
     return [
-        str(MINI / "train.py"), str(MINI / "hparams" / "train.yaml"), "--data_folder", str(MINI / "data"),
+        "-m", "speechbrain_codec.bin.train_codec", str(MINI / "hparams" / "train.yaml"), "--data_folder", str(MINI / "data"),
         "--manifest_folder", str(manifests), "--output_folder", str(out),
         "--codec_hparams", str(MINI / "hparams" / "codec" / "mel_fsq.yaml"), "--device", "cpu",
         "--overrides_file", str(MINI / "hparams" / "debug.yaml"), "--number_of_epochs", str(EPOCHS),

@@ -1,5 +1,6 @@
 """The stage engine of recipes/mini (tools/parse_options.sh, tools/stage_lib.sh, run.sh) and the
-training stage's checkpoint rules (train.py): option checking, the replayable commands.log,
+training stage's checkpoint rules (the generic trainer,
+speechbrain_codec.bin.train_codec): option checking, the replayable commands.log,
 configuration-keyed checkpoints, `--stage 2` retraining, the exported checkpoint."""
 
 from __future__ import annotations
