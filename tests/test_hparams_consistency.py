@@ -40,6 +40,7 @@ def test_train_yaml_loads_and_keys_are_used(path, tmp_path):
         hparams = load_hyperpyyaml(f, overrides)
     text = path.read_text()
     scripts = "".join(p.read_text() for p in [path.parent.parent / "train.py",
+                                              ROOT / "speechbrain_codec" / "bin" / "train_codec.py",
                                               ROOT / "speechbrain_codec" / "training" / "brain.py"])
     from speechbrain.utils.run_opts import HELP_TEXTS as run_opt_defaults  # read by Brain itself
 
