@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import tarfile
 from pathlib import Path
 
 from speechbrain_codec.dataio.prepare import (
@@ -32,6 +31,7 @@ from speechbrain_codec.dataio.prepare import (
     prepare_cli,
     read_text_file,
     run_prepare,
+    safe_extract,
 )
 from speechbrain_codec.utils import CodecError
 
@@ -68,11 +68,7 @@ def corpus_root(data_folder: str | Path) -> Path:
 def extract_speaker_archives(data_aishell: Path) -> None:
     """Extract every ``wav/<spk>.tar.gz`` of the official archive in place, then delete it."""
     for tgz in sorted((Path(data_aishell) / "wav").glob("*.tar.gz")):
-        try:
-            with tarfile.open(tgz) as tar:
-                tar.extractall(tgz.parent, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as err:
-            raise CodecError(f"{tgz}: cannot be extracted ({err}); download data_aishell.tgz again") from None
+        safe_extract(tgz, tgz.parent)
         tgz.unlink()
 
 

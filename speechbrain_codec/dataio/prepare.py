@@ -303,7 +303,8 @@ def verify_checksum(path: str | os.PathLike, archive: Archive) -> str:
     return got
 
 
-def _safe_extract(tar_path: Path, dest: Path) -> None:
+def safe_extract(tar_path: Path, dest: Path) -> None:
+    """Extract ``tar_path`` into ``dest``, refusing members that would land outside it."""
     try:
         with tarfile.open(tar_path) as tar:
             try:
@@ -367,7 +368,7 @@ def download_archive(
             raise CodecError(f"{archive.url}: download failed ({err}); check the connection or fetch it by hand") from None
         verify_checksum(part, archive)
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{archive.filename}.extract-", dir=dest))
-        _safe_extract(part, tmp_dir)
+        safe_extract(part, tmp_dir)
         if after_extract is not None:
             after_extract(tmp_dir)
         if archive.extracts_to and not (tmp_dir / archive.extracts_to).exists():
