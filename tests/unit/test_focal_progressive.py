@@ -83,27 +83,8 @@ def test_inherit_weights_and_dual_learning_rate():
 
 
 def test_inherited_layers_stay_frozen_during_the_warm_up_epochs(tmp_path):
-    import functools
-
-    import speechbrain as sb
-
-    from speechbrain_codec.dataio import save_audio
-    from speechbrain_codec.losses import MultiResolutionMelLoss
-    from speechbrain_codec.training import CodecBrain, segment_pipeline
-
-    torch.manual_seed(0)
-    base, _ = load_codec_yaml(str(YAML), SMALL)
-    codec, _ = load_codec_yaml(str(YAML), grown(1))
-    new = inherit_weights(codec, base.state_dict(), new_layers=1)
-    save_audio(tmp_path / "a.wav", 0.1 * torch.randn(16000), 16000)
-    data = sb.dataio.dataset.DynamicItemDataset({f"u{i}": {"wav": str(tmp_path / "a.wav")} for i in range(2)})
-    data.add_dynamic_item(segment_pipeline(16000, 4000, cache=True))
-    data.set_output_keys(["id", "sig"])
-    counter = sb.utils.epoch_loop.EpochCounter(1)
-    hparams = {"losses": {"mel": MultiResolutionMelLoss()}, "loss_weights": {}, "epoch_counter": counter,
-               "new_modules": new, "lr_new": 1e-3, "lr_old": 1e-3, "freeze_old_epochs": 1}
-    brain = CodecBrain(modules={"codec": codec}, opt_class=functools.partial(torch.optim.AdamW, weight_decay=0.01),
-                       hparams=hparams, run_opts={"device": "cpu", "noprogressbar": True})
+    brain, codec, counter, data = _grown_brain(tmp_path, freeze_old_epochs=1)
+    new = brain.hparams.new_modules
     new_ids = {id(p) for m in new for p in m.parameters()}
     # inherited compressor / decompressor layers (the encoder and decoder stay frozen throughout)
     old = {n: p for n, p in codec.named_parameters()
