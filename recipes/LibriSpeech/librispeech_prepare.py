@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from speechbrain_codec.dataio.prepare import corpus_root as shared_corpus_root
 from speechbrain_codec.dataio.prepare import (
     Archive,
     PrepareReport,
@@ -60,11 +61,7 @@ ARCHIVES = {
 
 def corpus_root(data_folder: str | Path, splits) -> Path:
     """The folder holding the split folders: ``data_folder`` or ``data_folder/LibriSpeech``."""
-    data_folder = Path(data_folder)
-    for cand in (data_folder, data_folder / "LibriSpeech"):
-        if any((cand / s).is_dir() for s in (*splits, *SPLITS)):
-            return cand
-    return data_folder / "LibriSpeech" if (data_folder / "LibriSpeech").is_dir() else data_folder
+    return shared_corpus_root(data_folder, "LibriSpeech", (*splits, *SPLITS))
 
 
 def read_transcripts(path: Path) -> dict[str, str]:

@@ -137,6 +137,17 @@ class PrepareReport:
 # --------------------------------------------------------------------------------------------
 # skip logic and writing
 # --------------------------------------------------------------------------------------------
+def corpus_root(data_folder: str | os.PathLike, corpus: str, split_names: Iterable[str]) -> Path:
+    """The folder holding a corpus's split folders: ``data_folder`` itself or
+    ``data_folder/<corpus>`` (the archives' top folder), whichever holds one of ``split_names``."""
+    data_folder = Path(data_folder)
+    names = list(split_names)
+    for cand in (data_folder, data_folder / corpus):
+        if any((cand / s).is_dir() for s in names):
+            return cand
+    return data_folder / corpus if (data_folder / corpus).is_dir() else data_folder
+
+
 def stamp_path(save_folder: str | os.PathLike, dataset: str) -> Path:
     """The options stamp written beside the CSVs: ``<save_folder>/<dataset>_prepare.json``."""
     return Path(save_folder) / f"{dataset}_prepare.json"
