@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "encode_file", "decode_file", "resolve_device", "audio_suffixes"]
+__all__ = ["main", "encode_file", "decode_file", "bitrate_summary", "resolve_device", "audio_suffixes"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -180,8 +180,9 @@ def _targets(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Pa
     return [(Path(inputs[0]), out)]
 
 
-def _tokens(codec, sig, src, device) -> "np.ndarray":
-    """``toks [T, K]`` (numpy, CPU) of ``sig [T_wav]``, encoded on ``device``.
+def _tokens(codec, sig, src, device) -> dict:
+    """``stream name -> toks [N, K]`` (numpy, CPU, frame rate) of ``sig [T_wav]``, encoded on
+    ``device``.
 
     A clip shorter than one frame, or than the encoder's analysis window, is zero-padded by
     whole frames (at most ``FRAME_SLACK`` beyond ``ceil(T_wav / hop)``) with a notice; the
@@ -192,20 +193,24 @@ def _tokens(codec, sig, src, device) -> "np.ndarray":
     from .bitstream import FRAME_SLACK
     from .utils import CodecError
 
+    def numpy(toks) -> dict:
+        return {name: to_cpu(t)[0].numpy() for name, t in codec.token_dict(toks).items()}
+
+    timed = [s.name for s in codec.layout if not s.per_utterance]
     n, hop = sig.numel(), codec.hop_length
     x = to_device(sig[None], device)
     with torch.no_grad():
         if n >= (FRAME_SLACK + 1) * hop:
-            return to_cpu(codec.sig_to_toks(x))[0].numpy()
+            return numpy(codec.sig_to_toks(x))
         first = max(1, -(-n // hop))
         problem = "no frames"
         for frames in range(first, first + FRAME_SLACK + 1):
             try:
-                toks = codec.sig_to_toks(torch.nn.functional.pad(x, (0, frames * hop - n)))
+                toks = numpy(codec.sig_to_toks(torch.nn.functional.pad(x, (0, frames * hop - n))))
             except RuntimeError as err:  # e.g. reflect padding longer than the input
                 problem = str(err).strip().splitlines()[0]
                 continue
-            if toks.shape[1] > 0:
+            if all(toks[name].shape[0] > 0 for name in timed):
                 break
         else:
             raise CodecError(f"{src}: {n} samples are too short for this codec, even zero-padded to "
@@ -214,33 +219,68 @@ def _tokens(codec, sig, src, device) -> "np.ndarray":
         why = f"shorter than one frame ({hop} samples)" if n < hop else "shorter than the encoder's window"
         logger.warning("%s: %d samples, %s: zero-padded to %d samples (%d frame%s); decoding restores the %d samples",
                        src, n, why, frames * hop, frames, "s" if frames > 1 else "", n)
-    return to_cpu(toks)[0].numpy()
+    return toks
+
+
+def _sent_streams(codec, toks: dict) -> list:
+    """What the bitstream holds of each stream (deduplicated units for unit streams)."""
+    from .bitstream import StreamTokens
+
+    return [StreamTokens.from_frames(spec, toks[spec.name]) for spec in codec.layout]
 
 
 def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, device=None) -> dict:
-    """Encode one audio file with ``codec`` into a ``.sbc`` file; returns size facts.
+    """Encode one audio file with ``codec`` into a ``.sbc`` file; returns size facts: file,
+    header and payload bytes (and per stream), the duration and the units sent per unit stream.
 
-    ``entropy=True`` range-codes the tokens with the checkpoint's token model. ``device``
+    ``entropy=True`` range-codes the streams that have a token model in the checkpoint. ``device``
     (default: the codec's) is where the signal is encoded; the tokens come back to the CPU.
     """
     from .bitstream import Bitstream, write_sbc
     from .dataio import load_audio
-    from .quantizers import dedup
     from .utils import CodecError
 
-    if entropy and codec.token_model is None:
-        raise CodecError("the checkpoint has no entropy_model.json; fit one with `speechbrain-codec fit-entropy`")
+    if entropy and not codec.token_models:
+        raise CodecError("the checkpoint has no entropy model; fit one with `speechbrain-codec fit-entropy`")
     device = _codec_device(codec) if device is None else device
     sig = load_audio(src, codec.sample_rate)
-    toks = _tokens(codec, sig, src, device)
-    bs = Bitstream(toks, codec.sample_rate, codec.hop_length, sig.numel(), codec.codebook_sizes,
-                   codec.config_hash, codec.token_model if entropy else None)
+    streams = _sent_streams(codec, _tokens(codec, sig, src, device))
+    bs = Bitstream.from_streams(streams, codec.sample_rate, sig.numel(), codec.config_hash,
+                                codec.token_models if entropy else None)
     try:
-        size = write_sbc(dst, bs)
+        data = bs.to_bytes()
     except ValueError as err:  # the codec's output does not fit a plausible bitstream
         raise CodecError(f"{src}: {err}") from None
-    runs = sum(len(dedup(toks[:, k])[0]) for k in range(toks.shape[1]))
-    return {"file_bytes": size, "payload_bytes": size - bs.header_bytes(), "duration": bs.duration, "runs": runs}
+    size = write_sbc(dst, bs)
+    assert size == len(data)
+    per_stream = bs.stream_payload_bytes()
+    return {"file_bytes": size, "payload_bytes": sum(per_stream.values()), "header_bytes": size - sum(per_stream.values()),
+            "stream_payload_bytes": per_stream, "duration": bs.duration,
+            "units": {s.spec.name: int(s.toks.shape[0]) for s in streams if s.spec.kind == "units"}}
+
+
+def _check_fits(codec, bs, src) -> None:
+    """Refuse a bitstream whose streams are not the checkpoint's."""
+    from .utils import CodecError
+
+    if bs.config_hash != codec.config_hash:
+        raise CodecError(
+            f"{src}: written by another model (codec hash {bs.config_hash}, the checkpoint's is "
+            f"{codec.config_hash}); decode it with the checkpoint that encoded it"
+        )
+    mine = {s.name: s for s in codec.layout}
+    theirs = {s.spec.name: s.spec for s in bs.streams}
+    if len(bs.streams) == 1 and len(mine) == 1 and bs.streams[0].spec.kind == "frames":
+        # versions 1-2 (every frame stored) also fit a unit-stream codec
+        (s,), (m,) = theirs.values(), mine.values()
+        ok = s.codebook_sizes == m.codebook_sizes and s.hop_length == m.hop_length
+    else:
+        ok = theirs == mine
+    if not ok:
+        def fmt(specs):
+            return "; ".join(f"{s.name} {s.kind} hop {s.hop_length} codebooks {list(s.codebook_sizes)}"
+                             for s in specs.values())
+        raise CodecError(f"{src}: streams ({fmt(theirs)}) do not fit the checkpoint's ({fmt(mine)})")
 
 
 def decode_file(codec, src: str | Path, dst: str | Path, device=None) -> dict:
@@ -250,23 +290,62 @@ def decode_file(codec, src: str | Path, dst: str | Path, device=None) -> dict:
 
     from .bitstream import read_sbc
     from .dataio import save_audio
-    from .utils import CodecError
 
-    bs = read_sbc(src, codec.token_model)
-    if bs.config_hash != codec.config_hash:
-        raise CodecError(
-            f"{src}: written by another model (codec hash {bs.config_hash}, the checkpoint's is "
-            f"{codec.config_hash}); decode it with the checkpoint that encoded it"
-        )
-    if bs.codebook_sizes != codec.codebook_sizes or bs.hop_length != codec.hop_length:
-        raise CodecError(f"{src}: codebooks {bs.codebook_sizes} / hop {bs.hop_length} do not fit the checkpoint")
+    bs = read_sbc(src, codec.token_models or None)
+    _check_fits(codec, bs, src)
     device = _codec_device(codec) if device is None else device
-    toks = to_device(torch.as_tensor(bs.toks)[None], device)
+    toks = {name: to_device(torch.as_tensor(t)[None], device) for name, t in bs.token_dict().items()}
     with torch.no_grad():
-        sig = to_cpu(codec.toks_to_sig(toks))
+        sig = to_cpu(codec.toks_to_sig(codec.from_token_dict(toks)))
     sig = codec.fit_length(sig, codec.output_length(bs.num_samples))[0]
     save_audio(dst, sig, codec.output_sample_rate)
     return {"duration": bs.duration}
+
+
+def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None, entropy: bool = False) -> dict:
+    """``bitrate.json`` of a set of encoded files (``encode_file``'s facts): the nominal rate,
+    the measured payload / header / file rates over the total duration (``file_bitrate`` is
+    8 x the files' bytes / their seconds), per stream, and the side information."""
+    dur = sum(f["duration"] for f in facts)
+    layout = codec.layout
+
+    def rate(nbytes):
+        return 8 * nbytes / dur if dur else None
+
+    streams = {}
+    for spec in layout:
+        nbytes = sum(f["stream_payload_bytes"][spec.name] for f in facts)
+        row = {"kind": spec.kind, "nominal_bitrate": spec.nominal_bitrate(codec.sample_rate),
+               "payload_bitrate": rate(nbytes), "payload_bytes": nbytes}
+        if spec.kind == "units":
+            units = sum(f["units"][spec.name] for f in facts)
+            row["units_per_second"] = units / dur if dur else None
+            row["units_bitrate"] = spec.bits_per_frame * units / dur if dur else None  # R x H (H = log2 N)
+        if spec.per_utterance:
+            row["side_info_bits"] = spec.bits_per_frame
+        streams[spec.name] = row
+    side = sum(r["payload_bytes"] for r in streams.values() if r["kind"] == "utterance")
+    rates = {
+        "frame_rate": codec.frame_rate,
+        "nominal_bitrate": codec.bitrate,
+        "side_info_bits": codec.side_info_bits,
+        "payload_bitrate": rate(sum(f["payload_bytes"] for f in facts)),
+        "side_info_bitrate": rate(side),
+        "header_bitrate": rate(sum(f["header_bytes"] for f in facts)),
+        "file_bitrate": rate(sum(f["file_bytes"] for f in facts)),
+        "file_bytes": sum(f["file_bytes"] for f in facts),
+        "duration": dur,
+        "files": len(facts),
+        "streams": streams,
+    }
+    units = [r for r in streams.values() if r["kind"] == "units"]
+    if units and dur:  # variable-rate units (DPDP): log2 N bits per unit after merging repeats
+        rates["dedup_bitrate"] = sum(r["units_bitrate"] for r in units)
+    if seconds_taken is not None:
+        rates["encode_rtf"] = seconds_taken / dur if dur else None  # incl. file I/O
+    if entropy:
+        rates["entropy_coded"] = True
+    return rates
 
 
 def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, entropy: bool = False,
@@ -277,26 +356,8 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, en
     start = time.perf_counter()
     with atomic_path(out_dir, is_dir=True) as tmp:
         if command == "encode":
-            payload = size = dur = runs = 0.0
-            for uid, src in items:
-                facts = encode_file(codec, src, tmp / f"{uid}.sbc", entropy, device)
-                payload, size, dur = payload + facts["payload_bytes"], size + facts["file_bytes"], dur + facts["duration"]
-                runs += facts["runs"]
-            rates = {
-                "frame_rate": codec.frame_rate,
-                "nominal_bitrate": codec.bitrate,
-                "payload_bitrate": 8 * payload / dur if dur else None,
-                "file_bitrate": 8 * size / dur if dur else None,
-                "duration": dur,
-                "files": len(items),
-            }
-            rates["encode_rtf"] = (time.perf_counter() - start) / dur if dur else None  # incl. file I/O
-            if entropy:
-                rates["entropy_coded"] = True
-            if hasattr(codec.quantizer, "measured_bitrate") and dur:
-                # variable-rate units (DPDP): log2 K bits per unit after merging repeats
-                rates["dedup_bitrate"] = math.log2(codec.codebook_sizes[0]) * runs / dur
-            atomic_write_json(tmp / "bitrate.json", rates)
+            facts = [encode_file(codec, src, tmp / f"{uid}.sbc", entropy, device) for uid, src in items]
+            atomic_write_json(tmp / "bitrate.json", bitrate_summary(codec, facts, time.perf_counter() - start, entropy))
         else:
             dur = sum(decode_file(codec, src, tmp / f"{uid}.wav", device)["duration"] for uid, src in items)
             src_rates = Path(items[0][1]).parent / "bitrate.json" if items else None
@@ -310,67 +371,97 @@ def _info(args) -> tuple[dict, int]:
     """Facts of the checkpoint and of each file; a bad file is one error line, the others are
     still described. Returns ``(facts, number of bad files)``."""
     from .bitstream import peek_header, read_sbc
+    from .streams import StreamLayout, StreamSpec
     from .utils import CodecError
 
     facts: dict = {}
     failed = 0
+    codec = None
     if args.checkpoint:
         from .codec import Codec
 
         codec = Codec.from_pretrained(args.checkpoint)
         facts["codec"] = {"config_hash": codec.config_hash, **codec.describe(),
-                          "entropy_model": codec.token_model.hash if codec.token_model else None}
+                          "entropy_models": {n: m.hash for n, m in codec.token_models.items()}}
     for name in args.files:
         try:
             h = peek_header(name)  # validates the header, the payload's length and checksum
-            model = codec.token_model if "codec" in facts else None
-            if not h["entropy_coded"] or model is not None:
-                read_sbc(name, model, notices=False)  # and the token ranges
+            models = codec.token_models if codec is not None else {}
+            if not h["entropy_coded"] or models:
+                read_sbc(name, models or None, notices=False)  # and the token ranges
         except CodecError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
             continue
         duration = h["num_samples"] / h["sample_rate"]
-        frame_rate = h["sample_rate"] / h["hop_length"]
-        size = Path(name).stat().st_size
+        layout = StreamLayout([StreamSpec.from_dict(s) for s in h["streams"].values()], h["sample_rate"])
+
+        def rate(nbytes):
+            return round(8 * nbytes / duration, 2) if duration else None
+
+        streams = {}
+        for spec in layout:
+            s = h["streams"][spec.name]
+            row = {"kind": spec.kind, "frame_rate": spec.frame_rate(h["sample_rate"]),
+                   "codebook_sizes": list(spec.codebook_sizes),
+                   ("units" if spec.kind == "units" else "frames" if spec.kind == "frames" else "codes"): s["count"],
+                   "nominal_bitrate": round(spec.nominal_bitrate(h["sample_rate"]), 2),
+                   "payload_bytes": s["payload_bytes"], "payload_bitrate": rate(s["payload_bytes"]),
+                   "entropy_coded": s["entropy_coded"], "arithmetic": spec.arithmetic(h["sample_rate"])}
+            if spec.durations:
+                row["run_lengths"] = "stored"
+            if spec.per_utterance:
+                row["side_info_bits"] = spec.bits_per_frame
+            streams[spec.name] = row
         facts[name] = {
+            "version": h["version"],
             "sample_rate": h["sample_rate"],
-            "frame_rate": frame_rate,
-            "codebook_sizes": h["codebook_sizes"],
-            "frames": h["frames"],
             "duration_s": round(duration, 4),
             "entropy_coded": h["entropy_coded"],
-            "nominal_bitrate": round(frame_rate * sum(math.log2(n) for n in h["codebook_sizes"]), 2),
-            "payload_bitrate": round(8 * h["payload_bytes"] / duration, 2) if duration else None,
-            "file_bitrate": round(8 * size / duration, 2) if duration else None,
+            "nominal_bitrate": round(layout.bitrate, 2),
+            "side_info_bits": layout.side_info_bits,
+            "payload_bitrate": rate(h["payload_bytes"]),
+            "file_bitrate": rate(h["file_bytes"]),
             "header_bytes": h["header_bytes"],
             "payload_bytes": h["payload_bytes"],
+            "streams": streams,
             "config_hash": h["config_hash"],
         }
-        if "codec" in facts:
-            facts[name]["matches_checkpoint"] = h["config_hash"] == facts["codec"]["config_hash"]
+        if len(layout.streams) == 1:  # the flat facts of a single-stream file
+            s = layout.streams[0]
+            facts[name].update(frame_rate=s.frame_rate(h["sample_rate"]), codebook_sizes=list(s.codebook_sizes),
+                               frames=h["streams"][s.name]["count"])
+        if codec is not None:
+            facts[name]["matches_checkpoint"] = h["config_hash"] == codec.config_hash
     return facts, failed
 
 
 def _fit_entropy(codec, args) -> int:
-    """Tokens of every manifest clip -> counts -> ``<checkpoint>/entropy_model.json``."""
+    """Tokens of every manifest clip -> one token model per frame or unit stream (the units
+    after deduplication) -> ``<checkpoint>/entropy_model[.<stream>].json``."""
     import torch
 
-    from .codec import ENTROPY_MODEL
+    from .codec import entropy_model_file
     from .dataio import load_audio, read_manifest
-    from .entropy import TokenModel
+    from .entropy import fit_token_model
 
-    toks, seconds = [], 0.0
+    sent, seconds = [], 0.0
     for row in read_manifest(args.manifest, args.data_root).values():
         sig = load_audio(row["wav"], codec.sample_rate, notices=False)
         with torch.no_grad():
-            toks.append(to_cpu(codec.sig_to_toks(to_device(sig[None], args.device)))[0].numpy())
+            toks = {n: to_cpu(t)[0].numpy() for n, t in codec.token_dict(codec.sig_to_toks(to_device(sig[None], args.device))).items()}
+        sent.append({s.spec.name: s.toks for s in _sent_streams(codec, toks)})
         seconds += sig.numel() / codec.sample_rate
-    model = TokenModel.fit(toks, codec.codebook_sizes, args.smoothing)
-    model.save(Path(args.checkpoint) / ENTROPY_MODEL)
-    ideal = sum(model.ideal_bits(t) for t in toks) / seconds
-    print(f"fitted {ENTROPY_MODEL} on {len(toks)} clips ({seconds:.1f} s): ideal {ideal:.1f} b/s on them "
-          f"(nominal {codec.bitrate:.1f} b/s)")
+    opts = {"smoothing": args.smoothing} if args.model == "order0" else {"order": args.order}
+    for spec in codec.layout:
+        if spec.per_utterance:  # one code per utterance: too few to fit, sent plainly
+            continue
+        toks = [s[spec.name] for s in sent]
+        model = fit_token_model(args.model, toks, list(spec.codebook_sizes), **opts)
+        model.save(Path(args.checkpoint) / entropy_model_file(spec.name))
+        ideal = sum(model.ideal_bits(t) for t in toks) / seconds
+        print(f"fitted {entropy_model_file(spec.name)} ({args.model}) on {len(toks)} clips ({seconds:.1f} s): "
+              f"ideal {ideal:.1f} b/s on them (nominal {spec.nominal_bitrate(codec.sample_rate):.1f} b/s)")
     return 0
 
 
@@ -378,7 +469,12 @@ def _print_info(facts: dict) -> None:
     for name, f in facts.items():
         print(f"{name}:")
         for key, value in f.items():
-            print(f"  {key}: {value}")
+            if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+                print(f"  {key}:")
+                for sub, row in value.items():
+                    print(f"    {sub}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+            else:
+                print(f"  {key}: {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", required=True)
     p.add_argument("--data-root")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--smoothing", type=float, default=1.0, help="added to every count")
+    p.add_argument("--model", choices=["order0", "ngram"], default="order0",
+                   help="order0: a categorical per codebook; ngram: a back-off n-gram over each codebook")
+    p.add_argument("--order", type=int, default=3, help="n-gram order (--model ngram)")
+    p.add_argument("--smoothing", type=float, default=1.0, help="added to every count (--model order0)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     for extra in ("baselines", "evaluate", "report", "listening"):
         sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)

@@ -21,6 +21,7 @@ from torch import nn
 from .decoders import Decoder
 from .encoders import Encoder
 from .quantizers import Quantizer
+from .streams import SINGLE_STREAM, StreamLayout, StreamSpec
 from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text, load_state_checked
 
 __all__ = ["Codec", "CodecOutput", "StreamDecoder", "StreamEncoder"]
@@ -28,7 +29,12 @@ __all__ = ["Codec", "CodecOutput", "StreamDecoder", "StreamEncoder"]
 logger = logging.getLogger("speechbrain_codec")
 
 CODEC_YAML, CODEC_CKPT, CODEC_META = "codec.yaml", "codec.ckpt", "codec.json"
-ENTROPY_MODEL = "entropy_model.json"
+ENTROPY_MODEL = "entropy_model.json"  # a single-stream codec's; stream s of others: entropy_model.<s>.json
+
+
+def entropy_model_file(stream: str) -> str:
+    """The token model file of ``stream`` in a checkpoint folder."""
+    return ENTROPY_MODEL if stream == SINGLE_STREAM else f"entropy_model.{stream}.json"
 
 
 class CodecOutput(NamedTuple):
@@ -116,7 +122,7 @@ class Codec(nn.Module):
                 "a token frame would not last as long on both sides"
             )
         self.config_hash = ""  # set by from_pretrained / save_pretrained
-        self.token_model = None  # entropy model (entropy_model.json), set by from_pretrained
+        self.token_models = {}  # stream name -> entropy model (entropy_model*.json), set by from_pretrained
 
     # ------------------------------------------------------------------ properties
     @property
@@ -135,9 +141,39 @@ class Codec(nn.Module):
         return list(self.quantizer.codebook_sizes)
 
     @property
+    def layout(self) -> StreamLayout:
+        """The streams this codec sends: one, named ``tokens``; a quantizer with
+        ``stream_kind = "units"`` (DPDP) sends deduplicated units with their run lengths (the
+        decoder is frame-synchronous)."""
+        kind = getattr(self.quantizer, "stream_kind", "frames")
+        spec = StreamSpec(SINGLE_STREAM, tuple(self.codebook_sizes), self.hop_length, kind, durations=kind == "units")
+        return StreamLayout([spec], self.sample_rate)
+
+    @property
     def bitrate(self) -> float:
-        """Nominal bits per second: ``frame_rate * quantizer.bits_per_frame``."""
-        return self.frame_rate * self.quantizer.bits_per_frame
+        """Nominal bits per second of the frame and unit streams (``frame_rate *
+        quantizer.bits_per_frame`` for one stream); side information excluded."""
+        return self.layout.bitrate
+
+    @property
+    def side_info_bits(self) -> float:
+        """Bits sent once per utterance (per-utterance streams)."""
+        return self.layout.side_info_bits
+
+    @property
+    def token_model(self):
+        """The entropy model of a single-stream codec (``None`` without one)."""
+        return self.token_models.get(SINGLE_STREAM)
+
+    def token_dict(self, toks) -> dict[str, torch.Tensor]:
+        """What :meth:`sig_to_toks` returns, as ``stream name -> [B, N, K]``."""
+        return dict(toks) if isinstance(toks, dict) else {SINGLE_STREAM: toks}
+
+    def from_token_dict(self, toks: dict) -> torch.Tensor:
+        """Inverse of :meth:`token_dict`: what :meth:`toks_to_sig` takes."""
+        if set(toks) != {SINGLE_STREAM}:
+            raise CodecError(f"streams {sorted(toks)} do not fit this codec's (tokens)")
+        return toks[SINGLE_STREAM]
 
     # ------------------------------------------------------------------ signal paths
     def pad(self, sig: torch.Tensor) -> torch.Tensor:
@@ -249,6 +285,8 @@ class Codec(nn.Module):
             "frame_rate": self.frame_rate,
             "codebook_sizes": self.codebook_sizes,
             "bitrate": self.bitrate,
+            "side_info_bits": self.side_info_bits,
+            "streams": self.layout.summary()["streams"],
             "num_parameters": sum(p.numel() for p in self.parameters()),
             "streaming": self.streaming,
             **({"algorithmic_latency_ms": 1000 * self.algorithmic_latency} if self.streaming else {}),
@@ -315,12 +353,23 @@ class Codec(nn.Module):
         meta_path = folder / CODEC_META
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         codec.config_hash = meta.get("config_hash") or codec.compute_config_hash(yaml_text)
-        if (folder / ENTROPY_MODEL).is_file():
-            from .entropy import TokenModel
-
-            codec.token_model = TokenModel.load(folder / ENTROPY_MODEL)
+        codec.load_token_models(folder)
         codec.eval()
         return codec
+
+    def load_token_models(self, folder: str | os.PathLike) -> None:
+        """Load the entropy model of every stream that has one in ``folder``."""
+        from .entropy import load_token_model
+
+        self.token_models = {}
+        for spec in self.layout:
+            path = Path(folder) / entropy_model_file(spec.name)
+            if path.is_file():
+                model = load_token_model(path)
+                if list(model.codebook_sizes) != list(spec.codebook_sizes):
+                    raise CodecError(f"{path}: fitted for codebooks {list(model.codebook_sizes)}, stream "
+                                     f"{spec.name} has {list(spec.codebook_sizes)}; fit it again (fit-entropy)")
+                self.token_models[spec.name] = model
 
 
 class StreamEncoder:

@@ -12,8 +12,10 @@ A codec declares one :class:`StreamSpec` per stream it sends:
   stated duration.
 
 The nominal bitrate of a codec is the sum over its frame and unit streams of
-``frame_rate x sum_k log2 N_k`` (for unit streams: the rate before deduplication, an upper
-bound); side information is ``sum_k log2 N_k`` bits per utterance.
+``frame_rate x sum_k log2 N_k``; for a unit stream that is the rate before deduplication (an
+upper bound of what is sent without run lengths; with them, a file of one-frame runs costs more,
+so the measured payload rate is the figure to report); side information is ``sum_k log2 N_k``
+bits per utterance.
 
 Example
 -------
@@ -125,8 +127,8 @@ class StreamSpec:
 
 
 def _num(x: float) -> str:
-    """``25.0 -> "25"``, ``12.5 -> "12.5"``, ``498.289 -> "498.29"``."""
-    return f"{x:.2f}".rstrip("0").rstrip(".")
+    """``25.0 -> "25"``, ``3.125 -> "3.125"``, ``498.2892 -> "498.289"``."""
+    return f"{x:.3f}".rstrip("0").rstrip(".")
 
 
 @dataclass

@@ -222,7 +222,8 @@ class DPDPQuantizer(KMeansQuantizer):
 
     Tokens are per-frame unit ids ``[B, T, 1]``; ``qlats`` are the codewords. The nominal
     ``bits_per_frame`` is log2 K; after :func:`dedup` the rate is variable:
-    log2 K x units per second (see :meth:`measured_bitrate`).
+    log2 K x units per second (see :meth:`measured_bitrate`). ``stream_kind = "units"``: a
+    codec sends the deduplicated units (``.sbc`` unit streams), not every frame.
 
     Parameters
     ----------
@@ -241,6 +242,8 @@ class DPDPQuantizer(KMeansQuantizer):
     >>> out.toks.shape, q.bits_per_frame
     (torch.Size([2, 30, 1]), 4.0)
     """
+
+    stream_kind = "units"
 
     def __init__(
         self,

@@ -32,16 +32,17 @@ def sbc(checkpoint, mini_clip, tmp_path):
     return path
 
 
-# header fields of a version-2 plain file with one codebook (header 51 bytes)
-FIELDS = {"magic": 1, "version": 4, "flags": 5, "sample_rate": 7, "hop_length": 11, "num_samples": 15,
-          "num_frames": 22, "num_codebooks": 26, "codebook_size": 28, "config_hash": 31, "payload_crc": 39,
-          "payload_length": 43, "header_crc": 48}
+# header fields of a version-3 plain file with one stream ("tokens") of one codebook (header 64 bytes)
+FIELDS = {"magic": 1, "version": 4, "flags": 5, "sample_rate": 7, "num_samples": 11, "config_hash": 18,
+          "num_streams": 26, "stream_kind": 27, "name_length": 28, "stream_name": 30, "hop_length": 36,
+          "count": 40, "num_codebooks": 43, "codebook_size": 45, "stream_payload": 49, "payload_crc": 53,
+          "payload_length": 57, "header_crc": 61}
 
 
 @pytest.mark.parametrize("field", list(FIELDS))
 def test_flipped_header_byte_is_refused_by_info_and_decode(checkpoint, sbc, tmp_path, capsys, field):
     data = bytearray(sbc.read_bytes())
-    assert data[26] == 1 and read_sbc(sbc).header_bytes() == 51
+    assert data[26] == 1 and data[43] == 1 and read_sbc(sbc).header_bytes() == 64
     data[FIELDS[field]] ^= 0xFF
     bad = tmp_path / f"bad_{field}.sbc"
     bad.write_bytes(bytes(data))
@@ -56,7 +57,7 @@ def test_flipped_header_byte_is_refused_by_info_and_decode(checkpoint, sbc, tmp_
 
 def _cuts(data):
     return {"missing": None, "empty": b"", "in_magic": data[:2], "in_header": data[:30],
-            "end_of_header": data[:51], "in_payload": data[:-10]}
+            "end_of_header": data[:64], "in_payload": data[:-10]}
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "in_magic", "in_header", "end_of_header", "in_payload"])
