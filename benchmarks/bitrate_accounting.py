@@ -348,22 +348,20 @@ def published() -> list[Config]:
 
 
 def codec_layout(codec) -> tuple[StreamLayout, str]:
-    """``codec.layout`` where ``Codec`` has it, else one stream of its codebooks."""
-    layout = getattr(codec, "layout", None)
-    if isinstance(layout, StreamLayout):
-        return layout, "codec.layout"
-    return (StreamLayout([StreamSpec("tokens", tuple(codec.codebook_sizes), codec.hop_length)], codec.sample_rate),
-            "fallback: one 'tokens' stream of codec.codebook_sizes at codec.hop_length (Codec has no .layout)")
+    """``codec.layout`` (the streams the codec declares) and where it came from."""
+    return codec.layout, "codec.layout"
 
 
 def header_figure(path: Path) -> float | None:
-    """The first ``<number> b/s`` in the file's leading comment block (typed by hand)."""
+    """The ``Nominal <number> b/s`` of the file's leading comment block (typed by hand), else its
+    first ``<number> b/s``."""
     head = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         head.append(line)
-    m = re.search(r"([0-9]+(?:\.[0-9]+)?)\s*b/s", "\n".join(head))
+    m = re.search(r"Nominal ([0-9]+(?:\.[0-9]+)?)\s*b/s", "\n".join(head)) or \
+        re.search(r"([0-9]+(?:\.[0-9]+)?)\s*b/s", "\n".join(head))
     return float(m.group(1)) if m else None
 
 
@@ -386,10 +384,13 @@ def mini() -> tuple[list[Config], list[str]]:
         if abs(codec.bitrate - layout.bitrate) > 1e-6:
             notes.append(f"MISMATCH: Codec.bitrate {codec.bitrate} != layout {layout.bitrate}")
             claims.append(Claim(codec.bitrate, "Codec.bitrate", rel))
-        if "DPDP" in type(codec.quantizer).__name__:
+        qname = "+".join(type(q).__name__ for q in codec.quantizers().values())
+        if "DPDP" in qname:
             notes.append("variable rate after dedup: units/s x log2 K (+ the run lengths where the layout sends them), "
                          "measured by evaluation; the per-frame figure is the rate before dedup")
-        out.append(Config("mini recipe", f"{path.stem} ({type(codec.quantizer).__name__})", layout, rel, claims, notes,
+        if codec.side_info_bits:
+            notes.append(f"+ {fmt(codec.side_info_bits)} bits per utterance (side information)")
+        out.append(Config("mini recipe", f"{path.stem} ({qname})", layout, rel, claims, notes,
                           group="mini"))
         del codec
     return out, sources

@@ -165,6 +165,10 @@ class Codec(nn.Module):
         """The entropy model of a single-stream codec (``None`` without one)."""
         return self.token_models.get(SINGLE_STREAM)
 
+    def quantizers(self) -> dict[str, Quantizer]:
+        """``stream name -> quantizer``."""
+        return {SINGLE_STREAM: self.quantizer}
+
     def token_dict(self, toks) -> dict[str, torch.Tensor]:
         """What :meth:`sig_to_toks` returns, as ``stream name -> [B, N, K]``."""
         return dict(toks) if isinstance(toks, dict) else {SINGLE_STREAM: toks}

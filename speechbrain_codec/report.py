@@ -17,9 +17,12 @@ from .utils import atomic_path, atomic_write_text
 __all__ = ["results_table", "plot_results", "main", "FORMATS"]
 
 PERCENT = {"wer", "dwer", "cer", "dcer", "voicing_error"}
+SIDE_INFO = {"side_info_bitrate", "side_info_bits"}
 # (header, summary key, decimals); the default table keeps the columns present in the results
+# (side information: where some system sends any; its rate is part of the payload rate)
 DEFAULT = [
     ("System", None, 0), ("Nominal b/s", "nominal_bitrate", 0), ("Payload b/s", "payload_bitrate", 0),
+    ("Side info b/s", "side_info_bitrate", 1), ("Side info bits/utt", "side_info_bits", 0),
     ("File b/s", "file_bitrate", 0), ("Dedup b/s", "dedup_bitrate", 0),
     ("PESQ-wb", "pesq_wb", 2), ("PESQ-nb", "pesq_nb", 2), ("STOI", "stoi", 3), ("ESTOI", "estoi", 3),
     ("WARP-Q", "warpq", 2), ("F0 RMSE Hz", "f0_rmse", 1), ("V/UV err %", "voicing_error", 1),
@@ -72,7 +75,8 @@ def results_table(results: dict, fmt: str = "default") -> str:
     columns = FORMATS[fmt]
     systems = results["systems"]
     if fmt == "default":
-        present = {k for e in systems.values() for k, v in e["summary"].items() if v is not None}
+        present = {k for e in systems.values() for k, v in e["summary"].items()
+                   if v is not None and not (k in SIDE_INFO and not v)}
         columns = [c for c in columns if c[1] is None or c[1] in present]
     lines = ["| " + " | ".join(c for c, _, _ in columns) + " |", "|" + "---|" * len(columns)]
     for name, entry in systems.items():

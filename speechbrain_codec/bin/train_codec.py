@@ -566,8 +566,9 @@ def main(argv: list[str]) -> None:
     # is seeded) one when fit() recovers
     fitted = dist.run_on_main(fit_codebook_if_needed, args=[codec, whole])
     if fitted:
-        state = dist.ddp_broadcast(codec.quantizer.state_dict())
-        codec.quantizer.load_state_dict(state)
+        for name, quantizer in codec.quantizers().items():
+            if name in fitted:
+                quantizer.load_state_dict(dist.ddp_broadcast(quantizer.state_dict()))
         if dist.if_main_process():
             print(f"fitted the quantizer's codebook: {fitted}")
     hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=len(train_loader) * hparams["number_of_epochs"])

@@ -12,9 +12,11 @@ from .focalnet import (
     FocalUpScale,
     Snake,
 )
+from .resample import ConvDownsample
 from .progressive import grow_codec, inherit_weights, progressive_param_groups
 
 __all__ = [
+    "ConvDownsample",
     "DynamicTanh",
     "FocalBlock",
     "FocalCompressor",

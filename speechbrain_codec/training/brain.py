@@ -364,21 +364,27 @@ def load_codec_yaml(path: str, overrides: dict | None = None):
 
 @torch.no_grad()
 def fit_codebook_if_needed(codec, dataset, max_frames: int = 1_000_000) -> dict | None:
-    """Fit the codec's k-means-style codebook on encoder outputs of ``dataset`` if unfitted.
+    """Fit every unfitted k-means-style codebook of the codec (one per stream) on the latents
+    its quantizer reads, computed on ``dataset`` (dicts with ``sig``, whole clips).
 
-    ``dataset`` yields dicts with ``sig`` (whole clips). Returns k-means info, or None when
-    the quantizer needs no fitting.
-    """
-    quantizer = codec.quantizer
-    if not getattr(quantizer, "needs_fit", False):
+    Returns ``stream name -> k-means info`` for the quantizers it fitted, or None when none
+    needs fitting."""
+    todo = {name: q for name, q in codec.quantizers().items() if getattr(q, "needs_fit", False)}
+    if not todo:
         return None
-    feats, frames = [], 0
+    feats = {name: [] for name in todo}
+    frames = 0
     for item in dataset:
-        lats = codec.sig_to_lats(item["sig"][None].float())[0]
-        feats.append(lats.cpu().numpy())
-        frames += lats.shape[0]
+        lats = codec.sig_to_lats(item["sig"][None].float())
+        lats = lats if isinstance(lats, dict) else {next(iter(todo)): lats}
+        for name in todo:
+            feats[name].append(lats[name][0].cpu().numpy())
+        frames += max(f[-1].shape[0] for f in feats.values())
         if frames >= max_frames:
             break
-    info = quantizer.fit(feats)
-    logger.info("fitted a %d-code codebook on %d frames", quantizer.codebook_sizes[0], info["frames"])
-    return info
+    infos = {}
+    for name, quantizer in todo.items():
+        infos[name] = quantizer.fit(feats[name])
+        logger.info("fitted a %d-code codebook of stream %s on %d frames", quantizer.codebook_sizes[0], name,
+                    infos[name]["frames"])
+    return infos

@@ -98,23 +98,65 @@ def test_corrupt_clip_stops_prepare_and_keeps_old_outputs(finished, tmp_path):
 
 
 CODEC_YAMLS = sorted((ROOT / "recipes" / "mini" / "hparams" / "codec").glob("*.yaml"))
+MULTI_STREAM = ("mel_2stream", "mel_fsq_speaker")  # run through every stage below
 
 
-@pytest.mark.parametrize("codec_yaml", [p for p in CODEC_YAMLS if p.name != "mel_fsq.yaml"], ids=lambda p: p.stem)
-def test_every_quantizer_runs_in_the_recipe(codec_yaml, tmp_path):
-    """Each codec yaml (one per quantizer) trains, encodes and decodes through run.sh."""
+def check_rates(exp: Path) -> dict:
+    """bitrate.json against the files: the file rate is their bytes over their seconds, the
+    payload the sum of the streams' (as their headers list them), nominal the codec's."""
+    from speechbrain_codec.bitstream import peek_header
     from speechbrain_codec.codec import Codec
 
+    codec = Codec.from_pretrained(exp / "train" / "codec")
+    rates = json.loads((exp / "bitstreams" / "bitrate.json").read_text())
+    headers = [peek_header(p) for p in sorted((exp / "bitstreams").glob("*.sbc"))]
+    assert len(headers) == 6
+    seconds = sum(h["num_samples"] / h["sample_rate"] for h in headers)
+    assert rates["duration"] == pytest.approx(seconds)
+    file_bytes = sum(p.stat().st_size for p in (exp / "bitstreams").glob("*.sbc"))
+    assert rates["file_bytes"] == file_bytes == sum(h["file_bytes"] for h in headers)
+    assert rates["file_bitrate"] == pytest.approx(8 * file_bytes / seconds)
+    payload = {name: sum(h["streams"][name]["payload_bytes"] for h in headers) for name in codec.layout.names}
+    assert rates["payload_bitrate"] == pytest.approx(8 * sum(payload.values()) / seconds)
+    assert {n: r["payload_bytes"] for n, r in rates["streams"].items()} == payload
+    assert rates["nominal_bitrate"] == pytest.approx(codec.bitrate)
+    assert rates["side_info_bits"] == codec.side_info_bits
+    assert rates["side_info_bitrate"] == pytest.approx(codec.side_info_bits * 6 / seconds)
+    timed = rates["payload_bitrate"] - rates["side_info_bitrate"]
+    if any(s.kind == "units" for s in codec.layout):
+        # the deduplicated units and their run lengths, not every frame
+        assert 0 < rates["dedup_bitrate"] < timed < rates["nominal_bitrate"]
+    else:
+        assert rates["nominal_bitrate"] <= timed < rates["nominal_bitrate"] * 1.02
+    return rates
+
+
+@pytest.mark.parametrize("codec_yaml", [p for p in CODEC_YAMLS if p.name != "mel_fsq.yaml" and p.stem not in MULTI_STREAM],
+                         ids=lambda p: p.stem)
+def test_every_quantizer_runs_in_the_recipe(codec_yaml, tmp_path):
+    """Each codec yaml (one per quantizer) trains, encodes and decodes through run.sh."""
     exp = tmp_path / "exp"
     proc = run("--exp", str(exp), "--codec_hparams", str(codec_yaml), "--stop_stage", "4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    codec = Codec.from_pretrained(exp / "train" / "codec")
-    rates = json.loads((exp / "bitstreams" / "bitrate.json").read_text())
-    assert rates["nominal_bitrate"] == pytest.approx(codec.bitrate)
-    assert rates["nominal_bitrate"] <= rates["payload_bitrate"] < rates["nominal_bitrate"] * 1.02
+    check_rates(exp)
     assert len(list((exp / "decoded").glob("*.wav"))) == 6
-    if "dpdp" in codec_yaml.stem:
-        assert 0 < rates["dedup_bitrate"] < rates["nominal_bitrate"]
+
+
+@pytest.mark.parametrize("stem", MULTI_STREAM)
+def test_multi_stream_codecs_run_every_stage(stem, tmp_path):
+    """A 25 Hz + 12.5 Hz two-stream codec and a codec with a 64-bit code per utterance, through
+    all eight stages (quick evaluation settings); the report shows the side information."""
+    exp = tmp_path / "exp"
+    proc = run("--exp", str(exp), "--codec_hparams", str(ROOT / "recipes" / "mini" / "hparams" / "codec" / f"{stem}.yaml"),
+               "--baselines", "", "--metrics", "stoi", "--asr", "none", "--listening_items", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rates = check_rates(exp)
+    assert len(rates["streams"]) == 2
+    summary = json.loads((exp / "results" / "results.json").read_text())["systems"]["mini-fsq"]["summary"]
+    assert summary["utterances"] == 6 and summary["failed"] == 0
+    table = (exp / "results" / "results.md").read_text()
+    assert ("Side info b/s" in table) == (stem == "mel_fsq_speaker")
+    assert (exp / "listening" / ".done").is_file()
 
 
 def test_entropy_coded_bitstreams(finished, tmp_path):
