@@ -30,12 +30,13 @@ Layout of version 3 (all integers little-endian)::
     4     payload length in bytes (the sum of the streams')
     4     CRC-32 of every header byte before it
 
-Payload: the streams in header order. A plain stream holds its K codebooks one after the other,
+Payload: the streams in header order. A plain frame or unit stream holds its K codebooks one after the other,
 each N tokens as a mixed-radix number in base N_k, in blocks of ``BLOCK`` tokens; a block of n
 tokens takes ``ceil(n * log2 N_k / 8)`` bytes (power-of-two codebooks: plain bit packing; FSQ's
 1000 codes waste no fraction of a bit per token), so a stream is within one byte per codebook
 (and block) of ``N * log2(N_k) / 8``. Run lengths follow their units' codebooks: ``d - 1`` in
-base D. An entropy-coded stream holds the 32-bit words of a range coder (constriction) coding its
+base D. A per-utterance code is one mixed-radix number of ``ceil(sum_k log2 N_k / 8)`` bytes (a
+64-bit speaker code: 8 bytes). An entropy-coded stream holds the 32-bit words of a range coder (constriction) coding its
 tokens with the checkpoint's token model of that stream, then its run lengths plain.
 
 Every header is checked on reading: the header CRC, sample rate in 1..384000 Hz, hop lengths in
@@ -87,7 +88,7 @@ from .utils import CodecError, atomic_path
 
 __all__ = ["Bitstream", "StreamTokens", "Header", "StreamRecord", "build_header", "parse_header", "write_sbc",
            "read_sbc", "peek_header", "pack_stream", "unpack_stream", "stream_bytes", "dedup_rows",
-           "models_hash", "MAGIC", "VERSION", "READ_VERSIONS", "FRAME_SLACK"]
+           "models_hash", "pack_code", "unpack_code", "MAGIC", "VERSION", "READ_VERSIONS", "FRAME_SLACK"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -110,6 +111,7 @@ _KIND_DURATIONS, _KIND_ENTROPY = 4, 8
 
 
 def _block_bytes(n_tokens: int, radix: int) -> int:
+    radix = int(radix)  # a numpy integer would overflow
     return ((radix**n_tokens - 1).bit_length() + 7) // 8 if n_tokens else 0
 
 
@@ -122,7 +124,7 @@ def pack_stream(toks: np.ndarray, radix: int) -> bytes:
     >>> len(data), unpack_stream(data, 4, 1000).tolist()
     (5, [3, 0, 999, 5])
     """
-    out = bytearray()
+    out, radix = bytearray(), int(radix)
     toks = [int(t) for t in np.asarray(toks).reshape(-1)]
     for start in range(0, len(toks), BLOCK):
         block = toks[start : start + BLOCK]
@@ -136,7 +138,7 @@ def pack_stream(toks: np.ndarray, radix: int) -> bytes:
 def unpack_stream(data: bytes, n_tokens: int, radix: int) -> np.ndarray:
     """Inverse of :func:`pack_stream`."""
     toks = np.empty(n_tokens, dtype=np.int64)
-    pos = 0
+    pos, radix = 0, int(radix)
     for start in range(0, n_tokens, BLOCK):
         n = min(BLOCK, n_tokens - start)
         size = _block_bytes(n, radix)
@@ -181,6 +183,32 @@ def models_hash(models: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def pack_code(code, radices) -> bytes:
+    """One code of K codebooks (a per-utterance code) as one mixed-radix number:
+    ``ceil(sum_k log2 N_k / 8)`` bytes (64 binary codebooks: 8 bytes).
+
+    >>> data = pack_code([1, 0, 1, 999], [2, 2, 2, 1000])
+    >>> len(data), unpack_code(data, [2, 2, 2, 1000]).tolist()
+    (2, [1, 0, 1, 999])
+    """
+    value = 0
+    for t, n in zip([int(t) for t in code], radices):
+        value = value * int(n) + t
+    return value.to_bytes(_block_bytes(1, math.prod(int(n) for n in radices)), "little")
+
+
+def unpack_code(data: bytes, radices) -> np.ndarray:
+    """Inverse of :func:`pack_code`."""
+    radices = [int(n) for n in radices]
+    value = int.from_bytes(data, "little")
+    if value >= math.prod(radices):
+        raise ValueError("code out of range")
+    out = np.empty(len(radices), dtype=np.int64)
+    for i in range(len(radices) - 1, -1, -1):
+        value, out[i] = divmod(value, radices[i])
+    return out
+
+
 # ---------------------------------------------------------------------- the version-3 header
 @dataclass
 class StreamRecord:
@@ -199,6 +227,8 @@ class StreamRecord:
         return self.token_bytes_plain() + self.duration_bytes()
 
     def token_bytes_plain(self) -> int:
+        if self.spec.per_utterance:  # the K codes as one mixed-radix number
+            return _block_bytes(1, math.prod(self.spec.codebook_sizes)) if self.count else 0
         return sum(stream_bytes(self.count, n) for n in self.spec.codebook_sizes)
 
     def duration_bytes(self) -> int:
@@ -460,6 +490,8 @@ class StreamTokens:
         return int(self.durations.max()) if self.durations is not None and len(self.durations) else 0
 
     def plain_payload(self) -> bytes:
+        if self.spec.per_utterance:  # one code of K codebooks: one mixed-radix number
+            return pack_code(self.toks[0], self.spec.codebook_sizes)
         out = b"".join(pack_stream(self.toks[:, k], n) for k, n in enumerate(self.spec.codebook_sizes))
         if self.spec.durations:
             out += pack_stream(self.durations - 1, self.duration_radix()) if len(self.durations) else b""
@@ -499,6 +531,9 @@ class Bitstream:
             streams = [StreamTokens(spec, toks)]
             token_models = {SINGLE_STREAM: token_model} if token_model is not None else {}
         self.streams = list(streams)
+        names = [st.spec.name for st in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names must be unique, got {names}")
         self.sample_rate, self.num_samples, self.config_hash = int(sample_rate), int(num_samples), config_hash
         self.token_models = dict(token_models or {})
 
@@ -565,6 +600,11 @@ class Bitstream:
         out = []
         for s in self.streams:
             s.check()
+            if s.spec.durations and len(s.durations):
+                total, expected = int(s.durations.sum()), _expected_frames(self.num_samples, s.spec.hop_length)
+                if not expected - FRAME_SLACK <= total <= max(expected, 1) + FRAME_SLACK:
+                    raise ValueError(f"stream {s.spec.name}: run lengths sum to {total} frames, "
+                                     f"{self.num_samples} samples give {expected}")
             model = self.token_models.get(s.spec.name)
             if model is None:
                 out.append(s.plain_payload())
@@ -643,6 +683,11 @@ def _decode_stream(r: StreamRecord, part: bytes, model, h: Header, name: str) ->
             toks = np.asarray(model.decode(tok_part, n), dtype=np.int64).reshape(n, len(s.codebook_sizes))
         except Exception as err:
             raise CodecError(f"{what}: entropy-coded payload does not decode ({err})") from None
+    elif s.per_utterance:
+        try:
+            toks = unpack_code(tok_part, s.codebook_sizes)[None]
+        except ValueError:
+            raise CodecError(f"{what}: the code holds out-of-range values; the file is corrupt") from None
     else:
         toks = np.empty((n, len(s.codebook_sizes)), dtype=np.int64)
         off = 0

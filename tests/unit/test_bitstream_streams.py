@@ -112,7 +112,7 @@ def test_three_stream_round_trip(tmp_path):
     # plain streams: exactly their packed sizes; the entropy-coded one: whole 32-bit words
     u, d = bs["content"].toks.shape[0], int(bs["content"].durations.max())
     assert per["content"] == stream_bytes(u, 32) + stream_bytes(u, d)
-    assert per["speaker"] == 64 * stream_bytes(1, 2) == 64
+    assert per["speaker"] == 8  # 64 binary codebooks: one 64-bit number
     assert per["f0"] == len(model.encode(bs["f0"].toks)) and per["f0"] % 4 == 0
     with pytest.raises(AttributeError, match="3 streams"):
         back.toks
@@ -173,7 +173,8 @@ def test_version_3_header_layout():
     c = bs["content"]
     assert payload[: per["content"]] == pack_stream(c.toks[:, 0], 32) + pack_stream(c.durations - 1, int(c.durations.max()))
     assert payload[per["content"] : per["content"] + per["f0"]] == model.encode(bs["f0"].toks)
-    assert payload[-64:] == bytes(bs["speaker"].toks[0].tolist())  # 64 one-byte binary codebooks
+    bits = "".join(str(b) for b in bs["speaker"].toks[0].tolist())  # codebook 0 is the most significant
+    assert payload[-8:] == int(bits, 2).to_bytes(8, "little")
 
 
 # ---------------------------------------------------------------------- hypothesis round trips
@@ -263,6 +264,9 @@ def test_v3_round_trip_and_exact_sizes(case):
             assert per[s.spec.name] - dur == len(bs.token_models[s.spec.name].encode(s.toks))
             assert (per[s.spec.name] - dur) % 4 == 0
             continue
+        if s.spec.per_utterance:  # one mixed-radix number
+            assert per[s.spec.name] == ((math.prod(sizes) - 1).bit_length() + 7) // 8
+            continue
         assert per[s.spec.name] == sum(stream_bytes(n, k) for k in sizes) + dur
         nominal = sum(_nominal(n, k) for k in sizes) + (_nominal(n, d) if s.spec.durations else 0.0)
         blocks = -(-n // BLOCK)
@@ -342,11 +346,11 @@ def test_one_frame_runs_with_durations_cost_more_than_frames():
 
 
 def test_per_utterance_codes_sizes():
-    """Side information: one code per utterance; 64 binary codebooks take one byte each (each
-    codebook is packed on its own), 4 x 2^16 take 8 bytes."""
+    """Side information: one code per utterance, its K codebooks packed as one mixed-radix number:
+    64 binary codebooks and 4 x 2^16 take 8 bytes (64 bits), 3 x 1000 takes 2."""
     rng = np.random.default_rng(6)
     c = StreamTokens(StreamSpec("c", (32,), 640), rng.integers(0, 32, (25, 1)))
-    for sizes, nbytes in (((2,) * 64, 64), ((2**16,) * 4, 8), ((3, 1000), 1 + 2)):
+    for sizes, nbytes in (((2,) * 64, 8), ((2**16,) * 4, 8), ((3, 1000), 2)):
         spk = StreamTokens(StreamSpec("speaker", sizes, kind="utterance"),
                            np.array([[rng.integers(0, n) for n in sizes]]))
         bs = Bitstream.from_streams([c, spk], SR, SR, HASH)
@@ -365,7 +369,7 @@ def test_one_frame_per_stream():
     assert back["content"].durations.tolist() == [1] and np.array_equal(back["content"].frames(), frames)
     assert np.array_equal(back["f0"].toks, bs["f0"].toks)
     per = bs.stream_payload_bytes()
-    assert per["content"] == 1 and per["speaker"] == 64  # one 5-bit unit; radix-1 run lengths: 0 bytes
+    assert per["content"] == 1 and per["speaker"] == 8  # one 5-bit unit; radix-1 run lengths: 0 bytes
     assert parse_header(data).streams[0].duration_radix == 1
 
 
