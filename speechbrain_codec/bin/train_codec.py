@@ -607,6 +607,20 @@ def main(argv: list[str]) -> None:
     dist.ddp_barrier()
 
 
+def _close_group(together: bool) -> None:
+    """Leave the process group cleanly: ``together`` (every rank is here: after training, or
+    after an error every rank raised) waits for the others first, so no process exits while
+    another still talks to it (its peers would print connection errors after ours)."""
+    if not dist.is_distributed_initialized():
+        return
+    try:
+        if together:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    except Exception:  # a peer already gone: nothing left to close cleanly
+        pass
+
+
 def run(argv: list[str] | None = None) -> int:
     """:func:`main` with one-line errors (printed once under torchrun); returns the exit status."""
     try:
@@ -614,10 +628,13 @@ def run(argv: list[str] | None = None) -> int:
     except SameOnEveryRank as err:
         if dist.if_main_process():
             print(f"error: {err}", file=sys.stderr)
+        _close_group(together=True)
         return 1
     except CodecError as err:
         print(f"error: {err}", file=sys.stderr)
+        _close_group(together=False)
         return 1
+    _close_group(together=True)
     return 0
 
 
