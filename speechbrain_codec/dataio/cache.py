@@ -161,23 +161,34 @@ class SSLExtractor(Extractor):
 
 class TokenExtractor(Extractor):
     """Codec tokens ``[1, frames, K]`` through :meth:`Codec.sig_to_toks`; ``codec`` is a
-    :class:`~speechbrain_codec.codec.Codec` or a folder written by ``save_pretrained``."""
+    :class:`~speechbrain_codec.codec.Codec` or a folder written by ``save_pretrained``. A codec of
+    several streams needs ``stream``, the one whose tokens are cached (at its own frame rate)."""
 
     kind = "tokens"
 
-    def __init__(self, codec) -> None:
-        if isinstance(codec, (str, os.PathLike)):
-            from ..codec import Codec
+    def __init__(self, codec, stream: str | None = None) -> None:
+        from ..codec import Codec
+        from ..utils import CodecError
 
+        if isinstance(codec, (str, os.PathLike)):
             codec = Codec.from_pretrained(codec)
         self.codec = codec.eval()
+        layout = codec.layout
+        if stream is None:
+            if len(layout.streams) > 1:
+                raise CodecError(f"the codec sends {len(layout.streams)} streams ({', '.join(layout.names)}): "
+                                 "name the one to cache")
+            stream = layout.names[0]
+        if stream not in layout.names:
+            raise CodecError(f"stream {stream!r}: the codec's are {', '.join(layout.names)}")
+        self.stream = stream
         self.sample_rate = codec.sample_rate
-        self.frame_rate = codec.frame_rate
+        self.frame_rate = layout[stream].frame_rate(codec.sample_rate) or codec.frame_rate
         self._weights = getattr(codec, "config_hash", None) or _state_fingerprint(codec)
 
     def describe(self) -> dict:
         facts = {k: v for k, v in self.codec.describe().items() if k != "num_parameters"}
-        return {"kind": "tokens", "codec": facts, "weights": self._weights}
+        return {"kind": "tokens", "codec": facts, "stream": self.stream, "weights": self._weights}
 
     def to(self, device) -> "TokenExtractor":
         self.codec.to(device)
@@ -186,7 +197,7 @@ class TokenExtractor(Extractor):
     @torch.no_grad()
     def __call__(self, sig: torch.Tensor) -> torch.Tensor:
         device = next(self.codec.parameters()).device
-        return self.codec.sig_to_toks(sig.to(device))
+        return self.codec.token_dict(self.codec.sig_to_toks(sig.to(device)))[self.stream]
 
 
 def spec_f0(sig: np.ndarray, sr: int = 16000, frame_space_ms: float = 5.0, frame_length_ms: float = 20.0,

@@ -251,3 +251,17 @@ def test_unit_stream_stores_deduplicated_units(tmp_path, mini_clip):
     assert stream.toks.shape[0] < frames.shape[0]
     assert np.array_equal(stream.frames(), frames)
     assert int(stream.durations.sum()) == frames.shape[0]
+
+
+def test_token_cache_of_one_stream():
+    """The feature cache's token extractor caches one named stream of a multi-stream codec."""
+    from speechbrain_codec.dataio.cache import TokenExtractor
+    from speechbrain_codec.utils import CodecError
+
+    codec = build().eval()
+    with pytest.raises(CodecError, match="name the one to cache"):
+        TokenExtractor(codec)
+    ext = TokenExtractor(codec, "coarse")
+    sig = torch.randn(1, 16000)
+    assert ext.frame_rate == 12.5 and ext.describe()["stream"] == "coarse"
+    assert torch.equal(ext(sig), codec.sig_to_toks(sig)["coarse"])
