@@ -79,6 +79,8 @@ import numpy as np
 
 from .utils import CodecError, atomic_write_json
 
+MAX_CLASSED_CODES = 4096  # token classes are clustered for codebooks up to this size
+
 __all__ = ["TokenModel", "NGramTokenModel", "load_token_model", "fit_token_model", "token_classes", "TOKEN_MODELS",
            "ENTROPY_MODEL"]
 
@@ -289,7 +291,10 @@ class NGramTokenModel:
         sizes = [int(n) for n in codebook_sizes]
         bos = max(sizes)
         rows: list[list[np.ndarray]] = [[] for _ in sizes]
-        bigrams = [np.zeros((n + 1, n), dtype=np.int64) for n in sizes] if n_classes else None
+        # classes need a dense bigram table: codebooks beyond MAX_CLASSED_CODES codes keep one
+        # class per token (a 65536-code codebook would need 32 GiB)
+        bigrams = [np.zeros((n + 1, n), dtype=np.int64) if n <= MAX_CLASSED_CODES else None
+                   for n in sizes] if n_classes else None
         for t in toks:
             t = np.asarray(t, dtype=np.int64).reshape(-1, len(sizes))
             for k, n in enumerate(sizes):
@@ -297,7 +302,7 @@ class NGramTokenModel:
                     raise ValueError(f"codebook {k}: tokens outside 0..{n - 1}")
                 if t.shape[0]:
                     rows[k].append(cls._contexts(t, k, order, cross_codebook, bos))
-                    if bigrams is not None:
+                    if bigrams is not None and bigrams[k] is not None:
                         np.add.at(bigrams[k], (np.r_[n, t[:-1, k]], t[:, k]), 1)  # row n: BOS
         tables = []
         for k in range(len(sizes)):
@@ -305,7 +310,8 @@ class NGramTokenModel:
             allrows = np.concatenate(rows[k]) if rows[k] else np.zeros((0, width), dtype=np.int64)
             uniq, counts = np.unique(allrows, axis=0, return_counts=True)
             tables.append(np.concatenate([uniq.reshape(-1, width), counts[:, None]], axis=1))
-        classes = [token_classes(b, n_classes) for b in bigrams] if bigrams is not None else None
+        classes = [token_classes(b, n_classes) if b is not None else np.arange(n, dtype=np.int64)
+                   for b, n in zip(bigrams, sizes)] if bigrams is not None else None
         return cls(tables, sizes, order, smoothing, cross_codebook, classes)
 
     @staticmethod

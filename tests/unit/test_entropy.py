@@ -351,3 +351,16 @@ def test_token_classes_recover_groups_and_help_sparse_contexts():
     with_classes = NGramTokenModel.fit(train, [size], order=2, n_classes=8)
     assert with_classes.ideal_bits(test) < 0.92 * plain
     assert np.array_equal(with_classes.decode(with_classes.encode(test), 3000), test)
+
+
+def test_ngram_on_a_huge_codebook_skips_classes():
+    """A 65536-code codebook (FSQ [2]*16, 4 x 2^16 speaker codes) fits without the dense
+    bigram table classes need (it would take 32 GiB) and still round-trips."""
+    from speechbrain_codec.entropy import MAX_CLASSED_CODES, fit_token_model
+
+    rng = np.random.default_rng(0)
+    toks = [rng.integers(0, 2**16, (300, 1)) for _ in range(2)]
+    model = fit_token_model("ngram", toks, [2**16], order=2)
+    assert 2**16 > MAX_CLASSED_CODES
+    data = model.encode(toks[1])
+    assert np.array_equal(model.decode(data, 300), toks[1])
