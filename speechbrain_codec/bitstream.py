@@ -757,7 +757,8 @@ def peek_header(path: str | os.PathLike, notices: bool = True) -> dict:
                        for r in h.streams}}
     if len(h.streams) == 1:
         r = h.streams[0]
-        out.update(hop_length=r.spec.hop_length, frames=r.count, codebook_sizes=list(r.spec.codebook_sizes))
+        out.update({"hop_length": r.spec.hop_length, "codebook_sizes": list(r.spec.codebook_sizes),
+                    "units" if r.spec.kind == "units" else "frames": r.count})
     return out
 
 

@@ -215,10 +215,16 @@ def _tokens(codec, sig, src, device) -> dict:
         else:
             raise CodecError(f"{src}: {n} samples are too short for this codec, even zero-padded to "
                              f"{frames * hop} ({problem})")
+    if len(codec.layout.streams) > 1:
+        # padded to whole frames of every stream (hop = their least common multiple): send each
+        # frame stream's own ceil(n / hop_s) frames (at least one), as a longer clip would
+        toks = {s.name: toks[s.name] if s.per_utterance else toks[s.name][: max(1, s.num_frames(n))]
+                for s in codec.layout}
     if n < hop or frames > first:
-        why = f"shorter than one frame ({hop} samples)" if n < hop else "shorter than the encoder's window"
-        logger.warning("%s: %d samples, %s: zero-padded to %d samples (%d frame%s); decoding restores the %d samples",
-                       src, n, why, frames * hop, frames, "s" if frames > 1 else "", n)
+        why = f"shorter than the encoder's window or {hop} samples" if len(codec.layout.streams) > 1 else (
+            f"shorter than one frame ({hop} samples)" if n < hop else "shorter than the encoder's window")
+        logger.warning("%s: %d samples, %s: zero-padded to %d samples; decoding restores the %d samples",
+                       src, n, why, frames * hop, n)
     return toks
 
 
@@ -329,6 +335,8 @@ def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None
         "frame_rate": codec.frame_rate,
         "nominal_bitrate": codec.bitrate,
         "side_info_bits": codec.side_info_bits,
+        # the side information spread over these files' own durations
+        "nominal_bitrate_with_side_info": (codec.bitrate + codec.side_info_bits * len(facts) / dur) if dur else None,
         "payload_bitrate": rate(sum(f["payload_bytes"] for f in facts)),
         "side_info_bitrate": rate(side),
         "header_bitrate": rate(sum(f["header_bytes"] for f in facts)),
@@ -370,7 +378,7 @@ def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, en
 def _info(args) -> tuple[dict, int]:
     """Facts of the checkpoint and of each file; a bad file is one error line, the others are
     still described. Returns ``(facts, number of bad files)``."""
-    from .bitstream import peek_header, read_sbc
+    from .bitstream import pack_stream, peek_header, read_sbc
     from .streams import StreamLayout, StreamSpec
     from .utils import CodecError
 
@@ -384,11 +392,12 @@ def _info(args) -> tuple[dict, int]:
         facts["codec"] = {"config_hash": codec.config_hash, **codec.describe(),
                           "entropy_models": {n: m.hash for n, m in codec.token_models.items()}}
     for name in args.files:
+        bs = None
         try:
             h = peek_header(name)  # validates the header, the payload's length and checksum
             models = codec.token_models if codec is not None else {}
             if not h["entropy_coded"] or models:
-                read_sbc(name, models or None, notices=False)  # and the token ranges
+                bs = read_sbc(name, models or None, notices=False)  # and the token ranges
         except CodecError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
@@ -412,6 +421,13 @@ def _info(args) -> tuple[dict, int]:
                 row["run_lengths"] = "stored"
             if spec.per_utterance:
                 row["side_info_bits"] = spec.bits_per_frame
+            if bs is not None:  # the other coding of the same tokens: plain, and entropy-coded where a model exists
+                st = bs[spec.name]
+                tail = len(pack_stream(st.durations - 1, st.duration_radix())) if spec.durations and len(st.durations) else 0
+                row["plain_payload_bitrate"] = rate(len(st.plain_payload()))
+                model = models.get(spec.name)
+                if model is not None and not spec.per_utterance:
+                    row["entropy_coded_bitrate"] = rate(len(model.encode(st.toks)) + tail)
             streams[spec.name] = row
         facts[name] = {
             "version": h["version"],
@@ -420,6 +436,7 @@ def _info(args) -> tuple[dict, int]:
             "entropy_coded": h["entropy_coded"],
             "nominal_bitrate": round(layout.bitrate, 2),
             "side_info_bits": layout.side_info_bits,
+            "nominal_bitrate_with_side_info": round(layout.bitrate + layout.side_info_bits / duration, 2) if duration else None,
             "payload_bitrate": rate(h["payload_bytes"]),
             "file_bitrate": rate(h["file_bytes"]),
             "header_bytes": h["header_bytes"],
@@ -429,8 +446,8 @@ def _info(args) -> tuple[dict, int]:
         }
         if len(layout.streams) == 1:  # the flat facts of a single-stream file
             s = layout.streams[0]
-            facts[name].update(frame_rate=s.frame_rate(h["sample_rate"]), codebook_sizes=list(s.codebook_sizes),
-                               frames=h["streams"][s.name]["count"])
+            facts[name].update({"frame_rate": s.frame_rate(h["sample_rate"]), "codebook_sizes": list(s.codebook_sizes),
+                                "units" if s.kind == "units" else "frames": h["streams"][s.name]["count"]})
         if codec is not None:
             facts[name]["matches_checkpoint"] = h["config_hash"] == codec.config_hash
     return facts, failed
@@ -439,8 +456,6 @@ def _info(args) -> tuple[dict, int]:
 def _fit_entropy(codec, args) -> int:
     """Tokens of every manifest clip -> one token model per frame or unit stream (the units
     after deduplication) -> ``<checkpoint>/entropy_model[.<stream>].json``."""
-    import torch
-
     from .codec import entropy_model_file
     from .dataio import load_audio, read_manifest
     from .entropy import fit_token_model
@@ -448,8 +463,7 @@ def _fit_entropy(codec, args) -> int:
     sent, seconds = [], 0.0
     for row in read_manifest(args.manifest, args.data_root).values():
         sig = load_audio(row["wav"], codec.sample_rate, notices=False)
-        with torch.no_grad():
-            toks = {n: to_cpu(t)[0].numpy() for n, t in codec.token_dict(codec.sig_to_toks(to_device(sig[None], args.device))).items()}
+        toks = _tokens(codec, sig, row["wav"], args.device)  # short clips padded as encode pads them
         sent.append({s.spec.name: s.toks for s in _sent_streams(codec, toks)})
         seconds += sig.numel() / codec.sample_rate
     opts = {"smoothing": args.smoothing} if args.model == "order0" else {"order": args.order}

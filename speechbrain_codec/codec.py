@@ -290,6 +290,7 @@ class Codec(nn.Module):
             "codebook_sizes": self.codebook_sizes,
             "bitrate": self.bitrate,
             "side_info_bits": self.side_info_bits,
+            **{k: v for k, v in self.layout.summary().items() if k.startswith("nominal_bitrate_with")},
             "streams": self.layout.summary()["streams"],
             "num_parameters": sum(p.numel() for p in self.parameters()),
             "streaming": self.streaming,

@@ -140,6 +140,9 @@ class MultiStreamCodec(Codec):
                 raise ValueError(f"stream {name}: encoder at {source.sample_rate} Hz, the codec's input is {self.sample_rate} Hz")
             if b.kind == "utterance":
                 continue
+            if b.kind == "units" and not b.durations and not getattr(decoder, "regenerates_durations", False):
+                raise ValueError(f"stream {name}: units sent without run lengths need a decoder that regenerates "
+                                 f"durations (regenerates_durations = True); {type(decoder).__name__} is frame-synchronous")
             hop = source.hop_length * b.downsample
             if (hop % b.upsample) or (hop // b.upsample) % self.decoder_hop:
                 raise ValueError(f"stream {name}: hop {hop} / decompressor upsample {b.upsample} is not a whole number "
@@ -177,6 +180,14 @@ class MultiStreamCodec(Codec):
     @property
     def streaming(self) -> bool:
         return False
+
+    @property
+    def chunk_size(self) -> int:
+        raise CodecError("a multi-stream codec does not stream: it has no chunk size")
+
+    @property
+    def algorithmic_latency(self) -> float:
+        raise CodecError("a multi-stream codec does not stream: it has no algorithmic latency")
 
     def token_dict(self, toks) -> dict[str, torch.Tensor]:
         return dict(toks)
@@ -288,6 +299,7 @@ class MultiStreamCodec(Codec):
             "codebook_sizes": self.codebook_sizes,
             "bitrate": self.bitrate,
             "side_info_bits": self.side_info_bits,
+            **{k: v for k, v in self.layout.summary().items() if k.startswith("nominal_bitrate_with")},
             "streams": self.layout.summary()["streams"],
             "num_parameters": sum(p.numel() for p in self.parameters()),
             "streaming": False,

@@ -40,7 +40,9 @@ FORMATS = {
     "lmloss": [("System", None, 0), ("Bitrate (b/s)", "nominal_bitrate", 1), ("WER %", "wer", 1),
                ("PESQ", "pesq_wb", 2), ("WARP-Q", "warpq", 3), ("STOI", "stoi", 3)],
     # DP-SLM: bitrate after dedup against dWER
-    "dpslm": [("System", None, 0), ("Bitrate (b/s)", "_rate", 1), ("dWER %", "dwer", 1), ("WER %", "wer", 1)],
+    # (R x H: the deduplicated units; the payload also holds the run lengths where a codec sends them)
+    "dpslm": [("System", None, 0), ("Bitrate (b/s)", "_rate", 1), ("Payload b/s", "payload_bitrate", 1),
+              ("dWER %", "dwer", 1), ("WER %", "wer", 1)],
 }
 
 

@@ -24,9 +24,14 @@ class ConvDownsample(nn.Module):
         if factor < 1:
             raise ValueError(f"factor must be >= 1, got {factor}")
         self.downsample = int(factor)
-        self.conv = nn.Conv1d(in_channels, out_channels, 2 * factor if factor > 1 else 1, stride=factor,
-                              padding=factor // 2 if factor > 1 else 0)
+        self.conv = nn.Conv1d(in_channels, out_channels, 2 * factor if factor > 1 else 1, stride=factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = -(-x.shape[1] // self.downsample)
-        return self.conv(x.transpose(1, 2))[..., :n].transpose(1, 2)
+        """Exactly ``ceil(T / factor)`` frames: the input is zero-padded at the end to a whole
+        number of windows, and by ``factor // 2`` / ``factor - factor // 2`` frames around."""
+        f = self.downsample
+        if f == 1:
+            return self.conv(x.transpose(1, 2)).transpose(1, 2)
+        extra = (-x.shape[1]) % f
+        y = nn.functional.pad(x.transpose(1, 2), (f // 2, f - f // 2 + extra))
+        return self.conv(y).transpose(1, 2)

@@ -285,13 +285,14 @@ class F0Extractor(Extractor):
         return torch.from_numpy(f0)[None]
 
 
-def _make_extractor(kind: str, source=None, layers=None, checkpoint=None, pad_multiple: int = 1) -> Extractor:
+def _make_extractor(kind: str, source=None, layers=None, checkpoint=None, pad_multiple: int = 1,
+                    stream: str | None = None) -> Extractor:
     if kind == "ssl":
         return SSLExtractor(source, layers=layers if layers else -1)
     if kind == "tokens":
         if not checkpoint:
             raise CodecError("--kind tokens needs --checkpoint (a codec folder written by training)")
-        return TokenExtractor(checkpoint)
+        return TokenExtractor(checkpoint, stream)
     if kind == "f0":
         return F0Extractor(pad_multiple=pad_multiple)
     raise CodecError(f"--kind {kind}: use ssl, f0 or tokens")
@@ -757,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--source", help="ssl: hub id or save_pretrained folder")
     ex.add_argument("--layer", type=int, action="append", help="ssl: layer (repeat for the mean of several)")
     ex.add_argument("--checkpoint", help="tokens: codec folder written by training")
+    ex.add_argument("--stream", help="tokens: the stream to cache (codecs of several streams)")
     ex.add_argument("--pad-multiple", type=int, default=1, help="f0: zero-pad to a multiple (the spec's 1280)")
     ex.add_argument("--device", default="cpu")
     ex.add_argument("--shard-size", type=int, default=200)
@@ -777,7 +779,8 @@ def main(argv: list[str] | None = None) -> int:
             device = resolve_device(args.device)
             started = _init_distributed(args.device)
             try:
-                extractor = _make_extractor(args.kind, args.source, args.layer, args.checkpoint, args.pad_multiple)
+                extractor = _make_extractor(args.kind, args.source, args.layer, args.checkpoint, args.pad_multiple,
+                                            args.stream)
                 t0 = time.perf_counter()
                 cache = extract_features(args.manifest, args.data_root, extractor, args.out, args.shard_size,
                                          device, args.dtype, rank=args.rank, world_size=args.world_size)

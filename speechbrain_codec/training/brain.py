@@ -38,6 +38,7 @@ import speechbrain as sb
 import torch
 
 from ..dataio import load_audio, resample
+from ..utils import CodecError
 
 __all__ = ["CodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
 
@@ -211,7 +212,13 @@ class CodecBrain(sb.Brain):
             for name in self.hparams.losses:
                 fn = self.modules[f"loss_{name}"] if f"loss_{name}" in self.modules else self.hparams.losses[name]
                 names = getattr(self.hparams.losses[name], "inputs", DEFAULT_INPUTS)
-                terms[name] = fn(*[self.loss_input(n, predictions, batch, sig_hat, sig) for n in names])
+                args = [self.loss_input(n, predictions, batch, sig_hat, sig) for n in names]
+                for n, a in zip(names, args):
+                    if isinstance(a, dict):  # a multi-stream codec's toks / lats / qlats
+                        raise CodecError(
+                            f"loss {name} takes {n.rstrip('?')}, which this multi-stream codec gives per stream "
+                            f"({', '.join(a)}); use a loss of the signal or of feats / qfeats")
+                terms[name] = fn(*args)
         terms.update(predictions.losses)
         return terms
 

@@ -119,3 +119,13 @@ def test_mini_codecs_match_their_headers():
         assert c.claims, c.name
         for claim in c.claims:
             assert ba.check(c, claim)["status"] == "match", (c.name, claim)
+
+
+def test_readme_holds_the_generated_table():
+    """The README's bitrate-accounting block is the generated file's, verbatim."""
+    md = (ROOT / "benchmarks/results/bitrate_accounting.md").read_text(encoding="utf-8")
+    block = md[md.index("### Published configurations"):md.index("### Mini recipe codecs")].strip()
+    block = block.replace("### Published configurations\n\n", "", 1)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- bitrate-accounting:start -->\n", "\n<!-- bitrate-accounting:end -->"
+    assert readme[readme.index(start) + len(start):readme.index(end)] == block

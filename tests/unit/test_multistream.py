@@ -265,3 +265,93 @@ def test_token_cache_of_one_stream():
     sig = torch.randn(1, 16000)
     assert ext.frame_rate == 12.5 and ext.describe()["stream"] == "coarse"
     assert torch.equal(ext(sig), codec.sig_to_toks(sig)["coarse"])
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 5])
+@pytest.mark.parametrize("frames", [1, 2, 9, 10, 12, 15])
+def test_conv_downsample_gives_ceil_frames(factor, frames):
+    from speechbrain_codec.compressors import ConvDownsample
+
+    out = ConvDownsample(4, 3, factor)(torch.randn(2, frames, 4))
+    assert out.shape == (2, -(-frames // factor), 3)
+
+
+SLOW_YAML = MULTI_YAML.replace("downsample: 2\n", "downsample: 1\n").replace(
+    "        factor: 2\n", "        factor: 8\n").replace("upsample: 2\n", "upsample: 1\n")
+
+
+@pytest.mark.parametrize("n", [1, 100, 3000, 7000])
+def test_short_clips_send_each_streams_own_frames(tmp_path, n, capsys):
+    """50 Hz + 6.25 Hz: inputs pad to 2560 samples, yet each stream sends ceil(n / hop) frames
+    (at least one), and decoding restores the n samples."""
+    import soundfile as sf
+
+    codec = build(SLOW_YAML)
+    assert codec.hop_length == 2560 and [s.hop_length for s in codec.layout][:2] == [320, 2560]
+    codec.save_pretrained(tmp_path / "c", SLOW_YAML)
+    wav = tmp_path / "short.wav"
+    sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(n), 16000)
+    assert main(["encode", str(wav), str(tmp_path / "s.sbc"), "--checkpoint", str(tmp_path / "c")]) == 0
+    bs = read_sbc(tmp_path / "s.sbc")
+    assert [s.toks.shape[0] for s in bs.streams] == [max(1, -(-n // 320)), max(1, -(-n // 2560)), 1]
+    assert main(["decode", str(tmp_path / "s.sbc"), str(tmp_path / "d.wav"), "--checkpoint", str(tmp_path / "c")]) == 0
+    assert sf.info(str(tmp_path / "d.wav")).frames == n
+
+
+def test_info_gives_the_plain_and_entropy_coded_rates(multi_checkpoint, mini_clip, tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"ID,duration,wav\nclip,1.0,{mini_clip}\n")
+    assert main(["fit-entropy", "--manifest", str(manifest), "--checkpoint", str(multi_checkpoint),
+                 "--model", "ngram"]) == 0
+    assert sorted(p.name for p in multi_checkpoint.glob("entropy_model*")) == [
+        "entropy_model.coarse.json", "entropy_model.content.json"]  # the speaker code stays plain
+    plain, coded = tmp_path / "p.sbc", tmp_path / "e.sbc"
+    assert main(["encode", str(mini_clip), str(plain), "--checkpoint", str(multi_checkpoint)]) == 0
+    assert main(["encode", str(mini_clip), str(coded), "--checkpoint", str(multi_checkpoint), "--entropy"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(plain), str(coded), "--checkpoint", str(multi_checkpoint), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    a, b = facts[str(plain)]["streams"], facts[str(coded)]["streams"]
+    for name in ("content", "coarse"):
+        assert a[name]["payload_bitrate"] == a[name]["plain_payload_bitrate"]
+        assert b[name]["payload_bitrate"] == b[name]["entropy_coded_bitrate"] == a[name]["entropy_coded_bitrate"]
+        assert b[name]["plain_payload_bitrate"] == a[name]["plain_payload_bitrate"]
+    assert "entropy_coded_bitrate" not in a["speaker"] and b["speaker"]["payload_bitrate"] == a["speaker"]["payload_bitrate"]
+    seconds = facts[str(plain)]["duration_s"]
+    assert facts[str(plain)]["nominal_bitrate_with_side_info"] == pytest.approx(
+        facts[str(plain)]["nominal_bitrate"] + 64 / seconds, abs=0.02)
+    # decoding the range-coded file gives the plain file's audio
+    assert main(["decode", str(plain), str(tmp_path / "p.wav"), "--checkpoint", str(multi_checkpoint)]) == 0
+    assert main(["decode", str(coded), str(tmp_path / "e.wav"), "--checkpoint", str(multi_checkpoint)]) == 0
+    assert (tmp_path / "p.wav").read_bytes() == (tmp_path / "e.wav").read_bytes()
+
+
+def test_a_loss_of_per_stream_outputs_is_refused_in_one_line():
+    import functools
+
+    import speechbrain as sb
+
+    from speechbrain_codec.training import CodecBrain
+    from speechbrain_codec.utils import CodecError
+
+    class OnQlats(nn.Module):
+        inputs = ("qlats", "feats")
+
+        def forward(self, qlats, feats):
+            return qlats.pow(2).mean()
+
+    data = sb.dataio.dataset.DynamicItemDataset({"a": {"sig": 0.1 * torch.randn(6400)}})
+    data.set_output_keys(["id", "sig"])
+    counter = sb.utils.epoch_loop.EpochCounter(1)
+    brain = CodecBrain(modules={"codec": build()}, opt_class=functools.partial(torch.optim.AdamW, lr=1e-3),
+                       hparams={"losses": {"sd": OnQlats()}, "loss_weights": {}, "epoch_counter": counter},
+                       run_opts={"device": "cpu", "noprogressbar": True})
+    with pytest.raises(CodecError, match="loss sd takes qlats, which this multi-stream codec gives per stream"):
+        brain.fit(counter, data, train_loader_kwargs={"batch_size": 1})
+
+
+def test_units_without_run_lengths_need_a_decoder_that_regenerates_them():
+    with pytest.raises(ValueError, match="regenerates"):
+        build(UNITS_YAML.replace("    kind: units\n", "    kind: units\n    durations: false\n"))
+    with pytest.raises(Exception, match="does not stream"):
+        build().chunk_size
