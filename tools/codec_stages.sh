@@ -19,7 +19,7 @@
 #   test_csv train_csv                        manifests (default $exp/data/{test,train}.csv)
 #   codec_dir                                 exported codec (default $exp/train/codec)
 #   system                                    our row's name in the tables (default the recipe folder's)
-#   entropy baselines metrics asr listening_items nproc train_args   as run.sh's options of the same names
+#   entropy entropy_model baselines metrics asr listening_items nproc train_args   as run.sh's options of the same names
 #
 #   stage_train NAME KEY ARGS...             the generic trainer (speechbrain_codec.bin.train_codec)
 #                                             ARGS... --output_folder $train_dir (default $exp/train)
@@ -41,6 +41,7 @@ __stages_defaults() {
   train_dir=${train_dir:-$exp/train}
   system=${system:-$(basename "$(dirname "$0")")}
   entropy=${entropy:-false}
+  entropy_model=${entropy_model:-order0}
   baselines=${baselines:-}
   metrics=${metrics:-all}
   asr=${asr:-pocketsphinx}
@@ -71,14 +72,14 @@ stage_train() {
 
 stage_encode() {
   __stages_defaults
-  k_encode=$(stage_key encode "$k_train" "$entropy")
+  k_encode=$(stage_key encode "$k_train" "$entropy" "$entropy_model")
   run_stage "$s_encode" "encode the test clips to .sbc bitstreams" || return 0
   require "$codec_dir/codec.ckpt" "$s_train" train
   stage_done "$s_encode" "$exp/bitstreams/.done" "$k_encode" && return 0
   local encode_args=()
   if [ "$entropy" = true ]; then
     speechbrain-codec fit-entropy --manifest "$train_csv" --data-root "$data_folder" \
-      --checkpoint "$codec_dir" --device "$device"
+      --checkpoint "$codec_dir" --device "$device" --model "$entropy_model"
     encode_args=(--entropy)
   fi
   speechbrain-codec encode --manifest "$test_csv" --data-root "$data_folder" \

@@ -27,6 +27,7 @@ device=cpu              # torch device for training and coding
 nproc=1                 # training processes (torchrun --nproc_per_node; gloo on cpu, nccl on cuda)
 baselines="codec2_700C codec2_1200 codec2_3200 opus_6k"  # classical reference rows
 entropy=false           # true: fit a token model on the training clips, range-code the bitstreams
+entropy_model=order0    # the token model of --entropy: order0 | ngram (order-2 back-off n-gram)
 metrics=all             # evaluation metrics (comma-separated, or all offline ones)
 asr=pocketsphinx        # ASR for WER/dWER: pocketsphinx | whisper:<id or path> | ctc:<id or path> | none
 listening_items=3       # items per listening test (stage 8)

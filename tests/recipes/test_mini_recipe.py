@@ -160,12 +160,14 @@ def test_multi_stream_codecs_run_every_stage(stem, tmp_path):
 
 
 def test_entropy_coded_bitstreams(finished, tmp_path):
-    """--entropy true fits a token model on the training clips and range-codes stage 3."""
+    """--entropy true fits a token model (here the n-gram) on the training clips and range-codes
+    stage 3."""
     exp, _ = finished
     shutil.copytree(exp, tmp_path / "exp")
-    proc = run("--exp", str(tmp_path / "exp"), "--stage", "3", "--stop_stage", "4", "--entropy", "true")
+    proc = run("--exp", str(tmp_path / "exp"), "--stage", "3", "--stop_stage", "4", "--entropy", "true",
+               "--entropy_model", "ngram")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "fitted entropy_model.json" in proc.stdout
+    assert "fitted entropy_model.json (ngram)" in proc.stdout
     rates = json.loads((tmp_path / "exp" / "bitstreams" / "bitrate.json").read_text())
     assert rates["entropy_coded"] is True and rates["payload_bitrate"] > 0
     plain = {p.name: p.read_bytes() for p in (exp / "decoded").glob("*.wav")}
