@@ -45,10 +45,11 @@ class CodecOutput(NamedTuple):
     sig : torch.Tensor
         ``[B, T_wav]`` reconstruction (``T_wav`` = padded input length).
     toks : torch.Tensor
-        ``[B, T, K]`` tokens.
+        ``[B, T, K]`` tokens (a :class:`~speechbrain_codec.multistream.MultiStreamCodec`: a dict
+        ``stream -> [B, N_s, K_s]``).
     lats, qlats : torch.Tensor
         ``[B, T, C]`` latents before and after quantization (after the compressor, before the
-        decompressor).
+        decompressor); per stream (dicts) for a multi-stream codec.
     losses : dict
         The quantizer's auxiliary losses.
     feats : torch.Tensor
@@ -56,7 +57,8 @@ class CodecOutput(NamedTuple):
         features the feature loss targets).
     qfeats : torch.Tensor
         ``[B, T_enc, C_enc]`` decompressor output, i.e. the decoder input (FocalCodec:
-        "qfeats"); equals ``qlats`` without a decompressor.
+        "qfeats"); equals ``qlats`` without a decompressor (multi-stream: the fused streams at
+        the decoder's frame rate).
     """
 
     sig: torch.Tensor
