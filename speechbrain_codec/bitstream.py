@@ -436,17 +436,23 @@ def _payload(data: bytes, h: Header, name: str) -> bytes:
     if h.version in (1, 2):
         legacy = _parse_legacy(data, name, notices=False)
         return _legacy_payload(data, legacy, name)
-    payload = data[h.size :]
-    expected = h.payload_length
-    if len(payload) < expected:
-        raise CodecError(
-            f"{name}: truncated: the header announces {expected} payload bytes, the file holds "
-            f"{len(payload)}; the file is incomplete, re-encode it"
-        )
-    if len(payload) > expected:
-        raise CodecError(f"{name}: {len(payload) - expected} unexpected bytes after the payload")
-    if zlib.crc32(payload) != h.payload_crc:
-        raise CodecError(f"{name}: payload checksum mismatch; the file is corrupt, re-encode it")
+    return _checked_payload(data[h.size :], h.payload_length, h.payload_crc, name)
+
+
+def _checked_payload(payload: bytes, expected: int | None, crc: int, name: str) -> bytes:
+    """``payload`` checked against the announced length (``None``: unknown, version-1 entropy
+    coded files) and its CRC-32."""
+    if expected is not None:
+        if len(payload) < expected:
+            raise CodecError(
+                f"{name}: truncated: the header announces {expected} payload bytes, the file holds "
+                f"{len(payload)}; the file is incomplete, re-encode it"
+            )
+        if len(payload) > expected:
+            raise CodecError(f"{name}: {len(payload) - expected} unexpected bytes after the payload")
+    if zlib.crc32(payload) != crc:
+        what = "truncated or corrupt" if expected is None else "corrupt"
+        raise CodecError(f"{name}: payload checksum mismatch; the file is {what}, re-encode it")
     return payload
 
 
@@ -637,11 +643,16 @@ class Bitstream:
         """Payload bytes per stream."""
         return {s.spec.name: len(p) for s, p in zip(self.streams, self._stream_payloads())}
 
+    def encode(self, version: int = VERSION) -> tuple[bytes, dict[str, int]]:
+        """The ``.sbc`` file content and the payload bytes of each stream (one encoding)."""
+        payloads = self._stream_payloads()
+        data = build_header(self._header(payloads, version)) + b"".join(payloads)
+        return data, {s.spec.name: len(p) for s, p in zip(self.streams, payloads)}
+
     def to_bytes(self, version: int = VERSION) -> bytes:
         """The ``.sbc`` file content (``version=1`` or ``2`` writes the old single-stream
         layouts, for tests of readers)."""
-        payloads = self._stream_payloads()
-        return build_header(self._header(payloads, version)) + b"".join(payloads)
+        return self.encode(version)[0]
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<bytes>", token_model=None, notices: bool = True) -> "Bitstream":
@@ -714,9 +725,9 @@ def _decode_stream(r: StreamRecord, part: bytes, model, h: Header, name: str) ->
     return StreamTokens(s, toks, durations)
 
 
-def write_sbc(path: str | os.PathLike, bitstream: Bitstream) -> int:
-    """Write ``bitstream`` to ``path`` atomically; returns the file size in bytes."""
-    data = bitstream.to_bytes()
+def write_sbc(path: str | os.PathLike, bitstream: "Bitstream | bytes") -> int:
+    """Write ``bitstream`` (or the bytes of one) to ``path`` atomically; returns the file size."""
+    data = bitstream if isinstance(bitstream, bytes) else bitstream.to_bytes()
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return len(data)
@@ -892,21 +903,9 @@ def _parse_legacy(data: bytes, name: str = "<bytes>", notices: bool = True) -> L
 
 def _legacy_payload(data: bytes, h: LegacyHeader, name: str) -> bytes:
     """The payload after header ``h``, checked against the announced length and the CRC."""
-    payload = data[h.size :]
     expected = h.payload_length
     if expected is None and not h.entropy_coded:
         expected = sum(stream_bytes(h.num_frames, n) for n in h.codebook_sizes)
-    if expected is not None:
-        if len(payload) < expected:
-            raise CodecError(
-                f"{name}: truncated: the header announces {expected} payload bytes, the file holds "
-                f"{len(payload)}; the file is incomplete, re-encode it"
-            )
-        if len(payload) > expected:
-            raise CodecError(f"{name}: {len(payload) - expected} unexpected bytes after the payload")
-    if zlib.crc32(payload) != h.payload_crc:
-        what = "truncated or corrupt" if expected is None else "corrupt"
-        raise CodecError(f"{name}: payload checksum mismatch; the file is {what}, re-encode it")
-    return payload
+    return _checked_payload(data[h.size :], expected, h.payload_crc, name)
 
 

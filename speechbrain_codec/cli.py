@@ -254,12 +254,10 @@ def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, 
     bs = Bitstream.from_streams(streams, codec.sample_rate, sig.numel(), codec.config_hash,
                                 codec.token_models if entropy else None)
     try:
-        data = bs.to_bytes()
+        data, per_stream = bs.encode()
     except ValueError as err:  # the codec's output does not fit a plausible bitstream
         raise CodecError(f"{src}: {err}") from None
-    size = write_sbc(dst, bs)
-    assert size == len(data)
-    per_stream = bs.stream_payload_bytes()
+    size = write_sbc(dst, data)
     return {"file_bytes": size, "payload_bytes": sum(per_stream.values()), "header_bytes": size - sum(per_stream.values()),
             "stream_payload_bytes": per_stream, "duration": bs.duration,
             "units": {s.spec.name: int(s.toks.shape[0]) for s in streams if s.spec.kind == "units"}}

@@ -281,9 +281,11 @@ class Codec(nn.Module):
     # ------------------------------------------------------------------ metadata
     def describe(self) -> dict:
         """Configuration facts written into bitstreams and results."""
+        summary = self.layout.summary()
+        quantizers = {name: type(q).__name__ for name, q in self.quantizers().items()}
         return {
-            "encoder": type(self.encoder).__name__,
-            "quantizer": type(self.quantizer).__name__,
+            "encoder": type(self.encoder).__name__ if self.encoder is not None else None,
+            "quantizer": quantizers[SINGLE_STREAM] if list(quantizers) == [SINGLE_STREAM] else quantizers,
             "decoder": type(self.decoder).__name__,
             "sample_rate": self.sample_rate,
             "output_sample_rate": self.output_sample_rate,
@@ -292,8 +294,8 @@ class Codec(nn.Module):
             "codebook_sizes": self.codebook_sizes,
             "bitrate": self.bitrate,
             "side_info_bits": self.side_info_bits,
-            **{k: v for k, v in self.layout.summary().items() if k.startswith("nominal_bitrate_with")},
-            "streams": self.layout.summary()["streams"],
+            **{k: v for k, v in summary.items() if k.startswith("nominal_bitrate_with")},
+            "streams": summary["streams"],
             "num_parameters": sum(p.numel() for p in self.parameters()),
             "streaming": self.streaming,
             **({"algorithmic_latency_ms": 1000 * self.algorithmic_latency} if self.streaming else {}),

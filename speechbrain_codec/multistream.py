@@ -286,21 +286,3 @@ class MultiStreamCodec(Codec):
         raise CodecError("a multi-stream codec does not stream")
 
     stream_decoder = stream_encoder
-
-    def describe(self) -> dict:
-        return {
-            "encoder": type(self.encoder).__name__ if self.encoder is not None else None,
-            "quantizer": {name: type(b.quantizer).__name__ for name, b in self.branches.items()},
-            "decoder": type(self.decoder).__name__,
-            "sample_rate": self.sample_rate,
-            "output_sample_rate": self.output_sample_rate,
-            "hop_length": self.hop_length,
-            "frame_rate": self.frame_rate,
-            "codebook_sizes": self.codebook_sizes,
-            "bitrate": self.bitrate,
-            "side_info_bits": self.side_info_bits,
-            **{k: v for k, v in self.layout.summary().items() if k.startswith("nominal_bitrate_with")},
-            "streams": self.layout.summary()["streams"],
-            "num_parameters": sum(p.numel() for p in self.parameters()),
-            "streaming": False,
-        }
