@@ -8,6 +8,7 @@
 | ``ResidualVQ`` | residual EMA VQ | ``num_stages`` | ``stages log2 K`` |
 | ``KMeansQuantizer`` | nearest unit of a fixed k-means codebook | 1 | ``log2 K`` |
 | ``BinarySphericalQuantizer`` | BSQ (FocalCodec) | 1 | ``log2 codebook_size`` |
+| ``VQVAE`` | one-level Jukebox VQ-VAE (conv encoder, ``EMAVectorQuantizer``, conv decoder; the LM-loss codec's HuBERT / F0 quantizers); ``encode`` / ``quantize`` / ``decode``, not a ``Quantizer`` itself | 1 | ``log2 K`` |
 | ``DPDPQuantizer`` | duration-penalised DP over k-means units (DP-SLM; the reference's first-index ties); dedup gives a variable rate | 1 | ``log2 K`` per frame before dedup |
 """
 
@@ -16,6 +17,7 @@ from .bsq import BinarySphericalQuantizer
 from .dpdp import DPDPQuantizer, dedup, dpdp
 from .fsq import FSQ, ResidualFSQ
 from .vq import EMAVectorQuantizer, KMeansQuantizer, ResidualVQ
+from .vqvae import VQVAE
 
 __all__ = [
     "Quantizer",
@@ -28,6 +30,7 @@ __all__ = [
     "KMeansQuantizer",
     "BinarySphericalQuantizer",
     "DPDPQuantizer",
+    "VQVAE",
     "dpdp",
     "dedup",
 ]
