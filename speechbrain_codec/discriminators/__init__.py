@@ -10,6 +10,7 @@ per sub-discriminator) and a list of lists of intermediate feature maps (for fea
 | ``MultiScaleSTFTDiscriminator`` | EnCodec (Défossez et al., 2022) | complex STFT at several resolutions, 2-D convs |
 | ``MultiResolutionSTFTDiscriminator`` | UnivNet / SIREN's MR-STFT | magnitude STFT at several resolutions |
 | ``CombinedDiscriminator`` | | concatenates the outputs of several (HiFi-GAN = MPD + MSD) |
+| ``HiFiGANDiscriminator`` | HiFi-GAN V1 | MPD + MSD, channel ``width`` multiplier (1: 70.7 M; 1/16: 0.28 M) |
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from speechbrain.lobes.models.HifiGAN import MultiPeriodDiscriminator, MultiScal
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .hifigan import HiFiGANDiscriminator
+
 __all__ = [
     "CombinedDiscriminator",
+    "HiFiGANDiscriminator",
     "MultiPeriodDiscriminator",
     "MultiResolutionSTFTDiscriminator",
     "MultiScaleDiscriminator",
