@@ -34,8 +34,28 @@ the cached features instead of the waveform: the batch's ``sig`` is then ``[B, T
 ``segment_seconds`` worth of frames), and the codec's lobes must take features (hop length 1);
 no audio is read.
 
+Several caches: ``feature_caches`` maps batch keys to ``{folder, hop, f0_norm, f0_stats}``
+(``hop``: input samples per frame; ``f0_norm: global | speaker`` z-normalises the voiced frames of
+an F0 cache with ``f0_stats``, the train split's cache folder by default its own); the folder
+options are usually references to hparams listed in ``location_keys`` (locations: their values
+are not part of the recorded training configuration, like ``data_folder``).
+
+**Encoders computed beforehand.** ``codec_features`` maps the codec's encoder slots to batch keys
+(e.g. ``{content: hubert_l6, f0: f0}``): the codec is called as ``codec(sig, lens,
+features={slot: batch[key]})`` and uses the cached features instead of running that encoder (a
+frozen HuBERT, YAAPT), which gives the same result when the cache was extracted with the same
+encoder.
+
 **Training crops.** Each training example is a crop of ``segment_seconds`` (shorter clips are
 zero-padded), ``train_repeats`` crops per clip and epoch; validation uses whole clips.
+
+**Long segments instead of crops** (``concat_seconds``, the LM-loss study's "bs1"): each training
+item is a run of consecutive utterances of one ``concat_group`` (a manifest column or
+``id_prefix:N``) reaching ``concat_seconds``, starting at every utterance that can start one
+(:func:`speechbrain_codec.dataio.segments.concat_segments`); validation items are every
+``valid_stride``-th such run of the validation manifest, at most ``valid_segments``. Audio,
+cached features, texts (joined by spaces) and alignments (times offset) of the members are
+concatenated; nothing is cropped (``train_repeats`` still repeats the set).
 
 Checkpoints (``<output_folder>/save``) belong to one training configuration, recorded in
 ``<output_folder>/training_config.json``: the hparams and codec hparams with every override
@@ -49,6 +69,14 @@ data have loaded, just before training.
 Progressive compression (FocalCodec-S): ``init_from`` (the exported folder of the smaller codec)
 and ``new_layers`` start the grown codec of ``codec_hparams`` from it, the new layers at
 ``lr_new``, the inherited ones at ``lr_old``.
+
+**Starting from other trainings' weights** (the LM-loss phases): ``init_weights`` is a list of
+``{module, source, prefix}``: the state dict in ``source`` (a ``.ckpt`` file, or an exported codec
+folder: its ``codec.ckpt``), restricted to the keys under ``prefix`` (stripped; default all), is
+loaded strictly into ``module`` (a dotted sub-module of the codec, ``codec`` for all of it,
+``discriminator``, or ``losses.<name>[.<sub-module>]``) before training; a resumed run's checkpoint then replaces it. Each source's
+SHA-256 is part of the recorded training configuration. A GAN training also exports its
+discriminator (``discriminator.ckpt`` beside the codec), for a later phase to start from.
 
 At the end the checkpoint with the lowest validation loss (the checkpointer keeps it and the
 last one) is exported to ``<output_folder>/codec`` (``export_folder``).
@@ -238,6 +266,37 @@ def alignment_pipeline(folder: str, sample_rate: int, segment_samples: int | Non
     return pipeline
 
 
+def feature_sources(hparams: dict) -> dict[str, dict]:
+    """Batch key -> ``{folder, hop, f0_norm, f0_stats}`` of every configured feature cache:
+    ``feature_caches`` and the single ``feature_cache`` (key ``feature_key``, ``feature_hop``)."""
+    sources = {}
+    if hparams.get("feature_cache"):
+        sources[hparams.get("feature_key", "cached_feats")] = {
+            "folder": hparams["feature_cache"], "hop": int(hparams.get("feature_hop", 320))}
+    for key, spec in (hparams.get("feature_caches") or {}).items():
+        if not isinstance(spec, dict) or not spec.get("folder"):
+            raise CodecError(f"feature_caches: {key} needs a folder ({{folder: ..., hop: ...}})")
+        sources[key] = {"hop": 320, **spec}
+    return sources
+
+
+def open_feature_cache(spec: dict):
+    """The cache of one :func:`feature_sources` entry (F0 z-normalised when it says so)."""
+    cache = load_feature_cache(spec["folder"])
+    if spec.get("f0_norm"):
+        from ..dataio.cache import FeatureCache
+
+        stats = spec.get("f0_stats") or spec["folder"]
+        if Path(stats).is_file():  # {"global": {"mean", "std"}, ...} (e.g. of the train split's clips)
+            table = json.loads(Path(stats).read_text(encoding="utf-8"))
+        elif Path(stats).is_dir():
+            table = str(stats)
+        else:
+            raise CodecError(f"f0_stats {stats}: neither an F0 cache folder nor a statistics JSON file")
+        cache = FeatureCache(spec["folder"], f0_norm=spec["f0_norm"], f0_stats=table)
+    return cache
+
+
 def load_feature_cache(folder: str):
     """:class:`speechbrain_codec.dataio.cache.FeatureCache` of ``folder`` (imported lazily)."""
     try:
@@ -267,8 +326,15 @@ def batch_keys(hparams: dict) -> list[str]:
     Raises :class:`CodecError` (one line) for a required key that no manifest column, nor the
     ``alignment_folder`` / ``feature_cache`` options, provide."""
     feature_key = hparams.get("feature_key", "cached_feats")
+    sources = feature_sources(hparams)
     csvs = {name: _columns(hparams[name]) for name in ("train_csv", "valid_csv")}
     keys = ["id", "sig"]
+    for slot, key in (hparams.get("codec_features") or {}).items():
+        if key not in sources:
+            raise CodecError(f"codec_features: {slot} reads {key!r}, which is not a feature cache "
+                             f"(feature_caches has {', '.join(sources) or 'none'})")
+        if key not in keys:
+            keys.append(key)
     for loss_name, loss in hparams.get("losses", {}).items():
         for wanted in getattr(loss, "inputs", DEFAULT_INPUTS):
             optional = wanted.endswith("?")
@@ -279,8 +345,8 @@ def batch_keys(hparams: dict) -> list[str]:
                 missing = None if hparams.get("alignment_folder") else (
                     "set alignment_folder in the hparams (the folder of <ID>.TextGrid / <ID>.json "
                     "made by the recipe's alignment stage)")
-            elif key == feature_key:
-                missing = None if hparams.get("feature_cache") else (
+            elif key in sources or key == feature_key:
+                missing = None if key in sources else (
                     "set feature_cache in the hparams (the folder made by the recipe's feature-caching stage)")
             else:
                 lacking = [f"{Path(hparams[n]).name} ({hparams[n]})" for n, cols in csvs.items() if key not in cols]
@@ -296,12 +362,26 @@ def batch_keys(hparams: dict) -> list[str]:
 
 def dataio_prepare(hparams: dict):
     """Training set of crops (each clip ``train_repeats`` times) with its loader, full-clip
-    validation, and the full training clips (for fitting k-means codebooks). Returns
-    ``(train_loader, sampler, valid, whole)``."""
+    validation, and the full training clips (for fitting k-means codebooks); with
+    ``concat_seconds``, long segments of consecutive utterances instead (module docstring).
+    Returns ``(train_loader, sampler, valid, whole)``."""
     sr = hparams["sample_rate"]
     keys = batch_keys(hparams)
     train_rows = read_manifest(hparams["train_csv"], hparams["data_folder"])
     valid_rows = read_manifest(hparams["valid_csv"], hparams["data_folder"])
+    concat = hparams.get("concat_seconds")
+    if concat:
+        from ..dataio.segments import concat_segments
+
+        group = hparams.get("concat_group")
+        whole_rows = train_rows
+        train_rows = concat_segments(train_rows, float(concat), group)
+        valid_rows = concat_segments(valid_rows, float(concat), group, int(hparams.get("valid_stride", 1)),
+                                     hparams.get("valid_segments"))
+        members = {**whole_rows, **read_manifest(hparams["valid_csv"], hparams["data_folder"])}
+        for row in (*train_rows.values(), *valid_rows.values()):  # the members' texts, joined
+            if "text" in row:
+                row["text"] = " ".join(str(members[m].get("text", "")).strip() for m in row["members"]).strip()
     repeated = {
         f"{uid}__{r}": row for uid, row in train_rows.items() for r in range(hparams["train_repeats"])
     }
@@ -315,39 +395,103 @@ def dataio_prepare(hparams: dict):
         train, num_replicas=world, rank=rank, shuffle=bool(loader_opts.pop("shuffle", False)),
         seed=hparams["seed"], drop_last=bool(loader_opts.pop("drop_last", False)),
     )
-    segment = int(hparams["segment_seconds"] * sr)
+    segment = None if concat else int(hparams["segment_seconds"] * sr)
     valid = sb.dataio.dataset.DynamicItemDataset(valid_rows)
-    whole = sb.dataio.dataset.DynamicItemDataset(train_rows)
+    whole = sb.dataio.dataset.DynamicItemDataset(whole_rows if concat else train_rows)
     feature_key = hparams.get("feature_key", "cached_feats")
     codec_input = hparams.get("codec_input", "sig")
-    cache = None
-    if hparams.get("feature_cache") and (feature_key in keys or codec_input == feature_key):
-        cache = load_feature_cache(hparams["feature_cache"])
-    hop = int(hparams.get("feature_hop", 320))
-    if codec_input == "sig":
-        train.add_dynamic_item(crop_pipeline(sr, segment, hparams["cache_audio"], hparams["seed"], sampler))
-        valid.add_dynamic_item(segment_pipeline(sr, None, hparams["cache_audio"]))
-        whole.add_dynamic_item(segment_pipeline(sr, None, False))
-        valid.add_dynamic_item(_whole_clip)
-    elif codec_input == feature_key:
-        if cache is None:
+    sources = feature_sources(hparams)
+    caches = {key: open_feature_cache(spec) for key, spec in sources.items() if key in keys or key == codec_input}
+    if codec_input != "sig" and codec_input not in sources:
+        if codec_input == feature_key:
             raise CodecError(f"codec_input: {codec_input} needs feature_cache (the folder of cached features)")
-        train.add_dynamic_item(feature_input_pipeline(cache, hop, segment // hop, hparams["seed"], sampler))
-        for ds in (valid, whole):
-            ds.add_dynamic_item(feature_input_pipeline(cache, hop, None, hparams["seed"], sampler))
+        raise CodecError(f"codec_input: {codec_input!r}: sig (the waveform) or a cached feature key "
+                         f"({', '.join(sources) or feature_key})")
+    if concat:
+        if codec_input == "sig":
+            train.add_dynamic_item(concat_audio_pipeline(sr, members, hparams["cache_audio"]))
+            valid.add_dynamic_item(concat_audio_pipeline(sr, members, hparams["cache_audio"]))
+            whole.add_dynamic_item(segment_pipeline(sr, None, False))
+        else:
+            for ds in (train, valid):
+                ds.add_dynamic_item(concat_feature_pipeline(caches[codec_input], "sig"))
+            whole.add_dynamic_item(feature_input_pipeline(caches[codec_input], 1, None, hparams["seed"], sampler))
+        for key in keys:
+            if key in caches and key != "sig":
+                for ds in (train, valid):
+                    ds.add_dynamic_item(concat_feature_pipeline(caches[key], key))
+        if "alignment" in keys:
+            for ds in (train, valid):
+                ds.add_dynamic_item(concat_alignment_pipeline(hparams["alignment_folder"], sr))
     else:
-        raise CodecError(f"codec_input: {codec_input!r}: sig (the waveform) or the feature_key ({feature_key})")
-    if "alignment" in keys:
-        train.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, segment))
-        valid.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, None))
-    if feature_key in keys:
-        train.add_dynamic_item(feature_pipeline(cache, feature_key, hop, segment // hop))
-        valid.add_dynamic_item(feature_pipeline(cache, feature_key, hop, None))
+        if codec_input == "sig":
+            train.add_dynamic_item(crop_pipeline(sr, segment, hparams["cache_audio"], hparams["seed"], sampler))
+            valid.add_dynamic_item(segment_pipeline(sr, None, hparams["cache_audio"]))
+            whole.add_dynamic_item(segment_pipeline(sr, None, False))
+            valid.add_dynamic_item(_whole_clip)
+        else:
+            hop = int(sources[codec_input]["hop"])
+            train.add_dynamic_item(feature_input_pipeline(caches[codec_input], hop, segment // hop, hparams["seed"],
+                                                          sampler))
+            for ds in (valid, whole):
+                ds.add_dynamic_item(feature_input_pipeline(caches[codec_input], hop, None, hparams["seed"], sampler))
+        if "alignment" in keys:
+            train.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, segment))
+            valid.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, None))
+        for key in keys:
+            if key in caches:
+                hop = int(sources[key]["hop"])
+                train.add_dynamic_item(feature_pipeline(caches[key], key, hop, segment // hop))
+                valid.add_dynamic_item(feature_pipeline(caches[key], key, hop, None))
     for ds in (train, valid):
         ds.set_output_keys(keys)
     whole.set_output_keys(["id", "sig"])
     train_loader = sb.dataio.dataloader.make_dataloader(train, sampler=sampler, **loader_opts)
     return train_loader, sampler, valid, whole
+
+
+def concat_audio_pipeline(sample_rate: int, rows: dict, cache: bool):
+    """``members -> sig, member_starts``: the members' audio concatenated, and where each starts
+    (samples)."""
+    load = segment_pipeline(sample_rate, None, cache)
+
+    @sb.utils.data_pipeline.takes("members")
+    @sb.utils.data_pipeline.provides("sig", "member_starts")
+    def pipeline(members: list):
+        parts = [load(rows[m]["wav"]) for m in members]
+        yield torch.cat(parts)
+        yield [0] + torch.tensor([p.numel() for p in parts]).cumsum(0).tolist()[:-1]
+
+    return pipeline
+
+
+def concat_feature_pipeline(cache, key: str):
+    """``members -> <key>``: the members' cached features concatenated along time."""
+
+    @sb.utils.data_pipeline.takes("members")
+    @sb.utils.data_pipeline.provides(key)
+    def pipeline(members: list) -> torch.Tensor:
+        return torch.cat([_cached(cache, m) for m in members])
+
+    return pipeline
+
+
+def concat_alignment_pipeline(folder: str, sample_rate: int):
+    """``(members, member_starts) -> alignment``: the members' words, each member's offset by
+    the audio before it."""
+    from ..alignment import Word, read_alignment
+
+    @sb.utils.data_pipeline.takes("members", "member_starts")
+    @sb.utils.data_pipeline.provides("alignment")
+    def pipeline(members: list, starts: list) -> list:
+        words = []
+        for m, start in zip(members, starts):
+            t = start / sample_rate
+            words += [Word(round(w.start + t, 6), round(w.end + t, 6), w.word)
+                      for w in read_alignment(alignment_file(folder, m))]
+        return words
+
+    return pipeline
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -381,13 +525,16 @@ def training_config(hparams_file: str, overrides: dict, hparams: dict, codec_yam
     """What the trained weights depend on: the hparams with overrides applied and references
     resolved (locations replaced by their names), the resolved codec hparams, and the content
     of the train/valid manifests. Returns ``{"sha256": ..., "hparams": ..., "codec": ..., "data": ...}``."""
-    tokens = {k: f"@{k}" for k in PATH_KEYS if k in hparams}  # only the locations the hparams have
+    locations = (*PATH_KEYS, *(hparams.get("location_keys") or ()))
+    tokens = {k: f"@{k}" for k in locations if k in hparams}  # only the locations the hparams have
     with open(hparams_file, encoding="utf-8") as f:
         text = resolve_references(f, {**overrides, **tokens}).getvalue()
     config = {
         "hparams": yaml.load(text, Loader=_TagLoader),
         "codec": yaml.load(codec_yaml, Loader=_TagLoader),
-        "data": {"train_csv": _file_sha(hparams["train_csv"]), "valid_csv": _file_sha(hparams["valid_csv"])},
+        "data": {"train_csv": _file_sha(hparams["train_csv"]), "valid_csv": _file_sha(hparams["valid_csv"]),
+                 **{f"init {e['module']}": _file_sha(str(_weights_file(e["source"])))
+                    for e in hparams.get("init_weights") or []}},
     }
     blob = json.dumps(config, sort_keys=True, default=str)
     return {"sha256": hashlib.sha256(blob.encode()).hexdigest(), **json.loads(blob)}
@@ -448,7 +595,7 @@ def prepare_output_folder(hparams: dict, config: dict, from_scratch: bool) -> st
     if not _has_checkpoints(save):
         return None
     how = (
-        f"to retrain, move or delete {out} (run.sh: --stage 2 retrains from scratch and keeps the old "
+        f"to retrain, move or delete {out} (run.sh: --stage <this training stage> retrains from scratch and keeps the old "
         f"folder as {out.name}.prev), or train into another --output_folder (run.sh: another --exp)"
     )
     record = out / CONFIG_RECORD
@@ -495,6 +642,14 @@ def setup_distributed(run_opts):
     return run_opts
 
 
+def _accumulation(run_opts, hparams: dict) -> int:
+    """Batches per optimiser step: the ``--grad_accumulation_factor`` run option, else the hparams'."""
+    get = run_opts.get if isinstance(run_opts, dict) else lambda k, d=None: getattr(run_opts, k, d)
+    if "grad_accumulation_factor" in (get("overridden_args") or ()):
+        return max(1, int(get("grad_accumulation_factor")))
+    return max(1, int(hparams.get("grad_accumulation_factor", 1) or 1))
+
+
 def _brain_name(hparams: dict) -> str:
     name = hparams.get("brain") or "codec"
     if name not in BRAINS:
@@ -505,6 +660,50 @@ def _brain_name(hparams: dict) -> str:
             raise SameOnEveryRank(f"--brain gan needs {' and '.join(lacking)} in the hparams "
                                   "(a discriminator module and its optimiser)")
     return name
+
+
+def _weights_file(source: str) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        path = path / "codec.ckpt"
+    if not path.is_file():
+        raise CodecError(f"init_weights: {path} missing (made by the training stage it comes from)")
+    return path
+
+
+def apply_init_weights(entries, codec, discriminator=None, losses=None) -> list[str]:
+    """Load every ``init_weights`` entry (module docstring); returns one line per entry."""
+    from ..utils import load_state_checked
+
+    done = []
+    for entry in entries or []:
+        name, prefix = entry["module"], entry.get("prefix") or ""
+        path = _weights_file(entry["source"])
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if prefix:
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not state:
+                raise CodecError(f"init_weights: {path} has no weights under {prefix!r}")
+        if name == "discriminator":
+            if discriminator is None:
+                raise CodecError("init_weights: module discriminator, but this training has none (brain: gan)")
+            target = discriminator
+        elif name == "codec":
+            target = codec
+        elif name.startswith("losses."):  # a trainable loss part, e.g. losses.distill.decoder
+            loss_name, _, sub = name[len("losses."):].partition(".")
+            loss = (losses or {}).get(loss_name)
+            if not isinstance(loss, torch.nn.Module):
+                raise CodecError(f"init_weights: {name!r}: no loss module {loss_name!r}")
+            target = loss.get_submodule(sub) if sub else loss
+        else:
+            try:
+                target = codec.get_submodule(name)
+            except AttributeError:
+                raise CodecError(f"init_weights: {name!r} is not a sub-module of the codec") from None
+        load_state_checked(target, state, str(path), f"its weights do not fit {name}")
+        done.append(f"{name} <- {path}{f' [{prefix}]' if prefix else ''}")
+    return done
 
 
 def main(argv: list[str]) -> None:
@@ -548,6 +747,10 @@ def main(argv: list[str]) -> None:
         print(f"initialised from {init_from}; {hparams['new_layers']} new layer pair(s) at lr "
               f"{hparams['lr_new']}, inherited layers at lr {hparams['lr_old']}")
     train_loader, sampler, valid, whole = dataio_prepare(hparams)
+    for line in apply_init_weights(hparams.get("init_weights"), codec, hparams.get("discriminator"),
+                                   hparams.get("losses")):
+        if dist.if_main_process():
+            print(f"initialised {line}")
 
     # everything has loaded: the output folder may now be checked, or moved aside
     error = dist.run_on_main(prepare_output_folder, args=[hparams, config, from_scratch])
@@ -571,7 +774,9 @@ def main(argv: list[str]) -> None:
                 quantizer.load_state_dict(dist.ddp_broadcast(quantizer.state_dict()))
         if dist.if_main_process():
             print(f"fitted the quantizer's codebook: {fitted}")
-    hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=len(train_loader) * hparams["number_of_epochs"])
+    # optimiser steps (a step takes grad_accumulation_factor batches)
+    total_steps = len(train_loader) * hparams["number_of_epochs"] // _accumulation(run_opts, hparams)
+    hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=max(1, total_steps))
     checkpointer = hparams["checkpointer"]
     checkpointer.add_recoverable("codec", codec)
     checkpointer.add_recoverable("dataloader-TRAIN", train_loader)
@@ -602,6 +807,11 @@ def main(argv: list[str]) -> None:
     best = checkpointer.recover_if_possible(min_key="loss")
     if dist.if_main_process():
         codec.to("cpu").save_pretrained(hparams["export_folder"], codec_yaml)
+        if brain_name == "gan":  # for a later phase that starts from this one's discriminator
+            from ..utils import atomic_path
+
+            with atomic_path(Path(hparams["export_folder"]) / "discriminator.ckpt") as tmp:
+                torch.save(hparams["discriminator"].state_dict(), tmp)
         which = f"epoch {best.meta['epoch']}, lowest validation loss {best.meta['loss']:.5g}" if best else "no checkpoint"
         print(f"exported {hparams['export_folder']} ({which}): {codec.describe()}")
     dist.ddp_barrier()

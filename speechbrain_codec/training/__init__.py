@@ -1,7 +1,7 @@
 """Training support: the generic codec Brain (and its adversarial variant), learning-rate
 schedules, codebook fitting."""
 
-from .brain import CodecBrain, WarmupCosine, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
+from .brain import CodecBrain, EpochExponential, WarmupCosine, fit_codebook_if_needed, load_codec_yaml, segment_pipeline, with_variant
 from .gan import GANCodecBrain
 
-__all__ = ["CodecBrain", "GANCodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
+__all__ = ["CodecBrain", "EpochExponential", "GANCodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline", "with_variant"]

@@ -27,6 +27,11 @@ float32 outside any autocast (``--precision bf16/fp16`` speeds up the codec's fo
 decompressor]`` as FocalCodec-S); every other sub-module is frozen
 (``requires_grad`` off) and, like any module none of whose parameters train (frozen SSL models
 inside losses), kept in eval mode during training. Gradients still flow *through* frozen modules.
+``freeze_modules`` (optional) names, the other way round, dotted sub-modules or parameters that
+are frozen (and kept in eval mode: an EMA codebook stops updating).
+
+**Encoders computed beforehand.** With ``codec_features`` (slot -> batch key) the codec is
+called as ``codec(sig, lens, features={slot: batch[key]})``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import torch
 from ..dataio import load_audio, resample
 from ..utils import CodecError
 
-__all__ = ["CodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
+__all__ = ["with_variant", "CodecBrain", "EpochExponential", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -64,6 +69,39 @@ class WarmupCosine:
         span = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class EpochExponential:
+    """Learning-rate multiplier ``gamma ** epoch``: PyTorch's ``ExponentialLR`` stepped at every
+    epoch end (the LM-loss study: 0.999 per epoch), as a function of the optimiser step.
+    ``total_steps`` (given by the trainer) / ``epochs`` steps make an epoch.
+
+    Example
+    -------
+    >>> s = EpochExponential(gamma=0.5, total_steps=30, epochs=3)
+    >>> s(0), s(9), s(10), s(29)
+    (1.0, 1.0, 0.5, 0.25)
+    """
+
+    def __init__(self, gamma: float, total_steps: int, epochs: int) -> None:
+        self.gamma, self.steps_per_epoch = gamma, max(1, total_steps // max(1, epochs))
+
+    def __call__(self, step: int) -> float:
+        return self.gamma ** (step // self.steps_per_epoch)
+
+
+def with_variant(base: dict, variant: str, factories: dict) -> dict:
+    """``base`` losses plus the one ``factories[variant]()`` builds (hparams: the LM-loss phase 3
+    builds only its own variant's loss, ``asr`` / ``ttr`` / ``distill``).
+
+    Example
+    -------
+    >>> sorted(with_variant({"mel": 1}, "b", {"a": lambda: 2, "b": lambda: 3}).items())
+    [('b', 3), ('mel', 1)]
+    """
+    if variant not in factories:
+        raise CodecError(f"variant {variant!r}: one of {', '.join(factories)}")
+    return {**base, variant: factories[variant]()}
 
 
 def segment_pipeline(sample_rate: int, segment_samples: int | None, cache: bool = False):
@@ -132,6 +170,9 @@ class CodecBrain(sb.Brain):
             self.find_unused_parameters = True
 
     def _freeze_untrained_codec_parts(self) -> None:
+        frozen = getattr(self.hparams, "freeze_modules", None)
+        if frozen:
+            self._freeze_named(frozen)
         names = getattr(self.hparams, "train_modules", None)
         if names is None and getattr(self.hparams, "new_modules", None):
             # FocalCodec-S progressive compression (focalcodec_s.md §2): the encoder and the
@@ -146,15 +187,37 @@ class CodecBrain(sb.Brain):
             raise ValueError(f"train_modules: {unknown} are not parts of the codec (it has {sorted(children)})")
         # kept in eval mode while training, also those without parameters (an EMA VQ would
         # otherwise keep updating its codebook: LM-loss phase 2 freezes it, "eval, detached")
-        self._frozen_children = [child for name, child in children.items() if name not in names]
-        for child in self._frozen_children:
+        untrained = [child for name, child in children.items() if name not in names]
+        self._frozen_children = list(getattr(self, "_frozen_children", [])) + untrained
+        for child in untrained:
             child.requires_grad_(False)
         logger.info("training %s of the codec; %s frozen", ", ".join(names),
                     ", ".join(n for n in children if n not in names) or "nothing")
 
+    def _freeze_named(self, names) -> None:
+        """``freeze_modules``: dotted names of codec sub-modules (kept in eval mode too) or
+        parameters that do not train (LM-loss phase 2: ``model.hubert_quantizer``, ...)."""
+        codec = self._codec()
+        self._frozen_children = list(getattr(self, "_frozen_children", []))
+        for name in names:
+            try:
+                part = codec.get_submodule(name)
+                self._frozen_children.append(part)
+            except AttributeError:
+                try:
+                    part = codec.get_parameter(name)
+                except AttributeError:
+                    raise ValueError(f"freeze_modules: {name!r} is neither a sub-module nor a parameter of the codec "
+                                     f"(its parts: {sorted(dict(codec.named_children()))})") from None
+            part.requires_grad_(False)
+        logger.info("frozen: %s", ", ".join(names))
+
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         sig, lens = batch.sig
+        slots = getattr(self.hparams, "codec_features", None)
+        if slots:  # encoders computed beforehand (cached HuBERT features, F0)
+            return self.modules.codec(sig, lens, features={slot: getattr(batch, key)[0] for slot, key in slots.items()})
         return self.modules.codec(sig, lens)
 
     def on_fit_batch_start(self, batch, should_step):
