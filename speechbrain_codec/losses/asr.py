@@ -156,8 +156,10 @@ class WhisperTokenLoss(_FrozenASRLoss):
         labels = []
         for i, lang in enumerate(langs):
             prompt = self.prompt(lang)
+            # never past the decoder's positions (448 in every released Whisper)
+            limit = min(self.max_new_tokens, self.model.config.max_target_positions - len(prompt))
             out = self.model.generate(input_features=feats[i : i + 1], decoder_input_ids=torch.tensor([prompt], device=sig.device),
-                                      max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
+                                      max_new_tokens=limit, do_sample=False, num_beams=1)
             ids = out[0].tolist()
             # transformers 5 (pinned) returns the new tokens only; older versions echo the prompt
             if ids[: len(prompt)] == prompt:
