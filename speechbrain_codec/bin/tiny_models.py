@@ -100,3 +100,52 @@ def tiny_bert(folder: str | Path) -> Path:
     BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32)).save_pretrained(folder)
     return folder
+
+
+def _tiny_ssl(folder: str | Path, config_cls, model_cls, hidden: int, layers: int) -> Path:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    folder = Path(folder)
+    # the real 7-layer convolutional front end (receptive field 400, hop 320), narrow
+    cfg = config_cls(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
+                     conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    torch.manual_seed(0)
+    model_cls(cfg).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=False).save_pretrained(folder)
+    return folder
+
+
+def tiny_hubert(folder: str | Path, hidden: int = 32, layers: int = 6) -> Path:
+    """HuBERT-base-shaped model (6 layers: layer 6 exists), hidden 32."""
+    from transformers import HubertConfig, HubertModel
+
+    return _tiny_ssl(folder, HubertConfig, HubertModel, hidden, layers)
+
+
+def tiny_wavlm(folder: str | Path, hidden: int = 16, layers: int = 10) -> Path:
+    """WavLM-base-shaped model (10 layers: hidden state 10 exists), hidden 16 (= tiny BERT's)."""
+    from transformers import WavLMConfig, WavLMModel
+
+    return _tiny_ssl(folder, WavLMConfig, WavLMModel, hidden, layers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m speechbrain_codec.bin.tiny_models OUT``: hubert/, wavlm/, bert/, whisper/, ctc/
+    under OUT (the recipes' debug configurations; random weights, offline)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m speechbrain_codec.bin.tiny_models OUT", file=sys.stderr)
+        return 2
+    out = Path(args[0])
+    for name, make in (("hubert", tiny_hubert), ("wavlm", tiny_wavlm), ("bert", tiny_bert),
+                       ("whisper", tiny_whisper), ("ctc", tiny_ctc)):
+        if not (out / name / "config.json").is_file():
+            make(out / name)
+    print(f"{out}: tiny random hubert, wavlm, bert, whisper, ctc")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
