@@ -595,7 +595,7 @@ def prepare_output_folder(hparams: dict, config: dict, from_scratch: bool) -> st
     if not _has_checkpoints(save):
         return None
     how = (
-        f"to retrain, move or delete {out} (run.sh: --stage <this training stage> retrains from scratch and keeps the old "
+        f"to retrain, move or delete {out} (run.sh: --stage 2 retrains from scratch and keeps the old "
         f"folder as {out.name}.prev), or train into another --output_folder (run.sh: another --exp)"
     )
     record = out / CONFIG_RECORD

@@ -56,12 +56,12 @@ data=$exp/data                  # manifests (train / val / test at 16 kHz, 1280-
 wavs=$exp/wavs_16khz            # the padded copies ({data_root} of the manifests)
 data_folder=$wavs               # what the shared stages call {data_root}
 test_csv=$data/test.csv; train_csv=$data/train.csv
-hubert_dim=768; width=32; channels=512; debug_args=(); ttr_dims=()
+hubert_dim=768; width=32; channels=512; disc_width=1.0; debug_args=(); ttr_dims=()
 if [ "$debug" = true ]; then
   tiny=$exp/tiny_models
   python -m speechbrain_codec.bin.tiny_models "$tiny" > /dev/null
   hubert=$tiny/hubert; whisper=$tiny/whisper; wavlm=$tiny/wavlm; bert=$tiny/bert
-  hubert_dim=32; width=8; channels=32; ttr_steps=3; listening_items=2
+  hubert_dim=32; width=8; channels=32; disc_width=0.0625; ttr_steps=3; listening_items=2
   asrs="pocketsphinx ctc:$tiny/ctc"
   debug_args=(--overrides_file "$here/hparams/debug.yaml")
   ttr_dims=(--layers 1 --heads 2 --ffn 32 --concat-seconds 8)
@@ -161,8 +161,8 @@ if run_stage $s_phase2 "check phase-1 outputs" >/dev/null; then
   require "$exp/vq_content/codec/codec.ckpt" $s_vq_content "phase 1"; require "$exp/vq_f0/codec/codec.ckpt" $s_vq_f0 "phase 1"
 fi
 stage_train "phase 2: HiFi-GAN decoder ($config)" \
-  "$(stage_key phase2 "$k_vq_content" "$k_vq_f0" "$(hash_files "$here/hparams/phase2.yaml" "$here/hparams/codec/lmloss.yaml")" "$debug" "$train_args")" \
-  "$here/hparams/phase2.yaml" "${common[@]}" "${caches[@]}" \
+  "$(stage_key phase2 "$k_vq_content" "$k_vq_f0" "$(hash_files "$here/hparams/phase2.yaml" "$here/hparams/codec/lmloss.yaml")" "$debug" "$disc_width" "$train_args")" \
+  "$here/hparams/phase2.yaml" "${common[@]}" "${caches[@]}" --disc_width "$disc_width" \
   --init_from_content "$exp/vq_content/codec" --init_from_f0 "$exp/vq_f0/codec" \
   --codec_hparams "$here/hparams/codec/lmloss.yaml" --codec_overrides "$( [ -f "$f0_stats" ] && codec_overrides dict || echo '{}')"
 k_phase2=$k_train
@@ -189,7 +189,7 @@ if [ "$variant" != none ]; then
   fi
   stage_train "phase 3: $variant loss ($config)" \
     "$(stage_key phase3 "$k_phase2" "$variant" "$(hash_files "$here/hparams/phase3.yaml")" "$debug" "$train_args")" \
-    "$here/hparams/phase3.yaml" "${common[@]}" "${caches[@]}" --variant "$variant" \
+    "$here/hparams/phase3.yaml" "${common[@]}" "${caches[@]}" --variant "$variant" --disc_width "$disc_width" \
     --phase2_codec "$exp/phase2_$config/codec" --init_from_content "$exp/vq_content/codec" \
     --ttr_checkpoint "$ttr_ckpt" --whisper_source "$whisper" --wavlm_source "$wavlm" --bert_source "$bert" \
     --codec_hparams "$here/hparams/codec/lmloss.yaml" --codec_overrides "$( [ -f "$f0_stats" ] && codec_overrides codes || echo '{}')"
