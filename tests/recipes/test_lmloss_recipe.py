@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def test_every_stage_runs_and_a_second_run_skips_them(shared_dir, tmp_path):
     corpus = build_fixture(shared_dir, tmp_path / "corpus")
     exp = tmp_path / "exp"
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     args = ["--corpus", str(corpus), "--exp", str(exp), "--debug", "true", "--variant", "asr"]
     first = run(args, env)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
