@@ -776,7 +776,8 @@ def main(argv: list[str]) -> None:
             print(f"fitted the quantizer's codebook: {fitted}")
     # optimiser steps (a step takes grad_accumulation_factor batches)
     total_steps = len(train_loader) * hparams["number_of_epochs"] // _accumulation(run_opts, hparams)
-    hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=max(1, total_steps))
+    if isinstance(hparams.get("lr_schedule"), functools.partial):  # a factory; null: a constant rate
+        hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=max(1, total_steps))
     checkpointer = hparams["checkpointer"]
     checkpointer.add_recoverable("codec", codec)
     checkpointer.add_recoverable("dataloader-TRAIN", train_loader)
