@@ -180,7 +180,7 @@ def _targets(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Pa
     return [(Path(inputs[0]), out)]
 
 
-def _tokens(codec, sig, src, device) -> dict:
+def _tokens(codec, sig, src, device, streaming: bool = False) -> dict:
     """``stream name -> toks [N, K]`` (numpy, CPU, frame rate) of ``sig [T_wav]``, encoded on
     ``device``.
 
@@ -199,14 +199,15 @@ def _tokens(codec, sig, src, device) -> dict:
     timed = [s.name for s in codec.layout if not s.per_utterance]
     n, hop = sig.numel(), codec.hop_length
     x = to_device(sig[None], device)
+    to_toks = codec.stream_sig_to_toks if streaming else codec.sig_to_toks
     with torch.no_grad():
         if n >= (FRAME_SLACK + 1) * hop:
-            return numpy(codec.sig_to_toks(x))
+            return numpy(to_toks(x))
         first = max(1, -(-n // hop))
         problem = "no frames"
         for frames in range(first, first + FRAME_SLACK + 1):
             try:
-                toks = numpy(codec.sig_to_toks(torch.nn.functional.pad(x, (0, frames * hop - n))))
+                toks = numpy(to_toks(torch.nn.functional.pad(x, (0, frames * hop - n))))
             except RuntimeError as err:  # e.g. reflect padding longer than the input
                 problem = str(err).strip().splitlines()[0]
                 continue
@@ -235,12 +236,14 @@ def _sent_streams(codec, toks: dict) -> list:
     return [StreamTokens.from_frames(spec, toks[spec.name]) for spec in codec.layout]
 
 
-def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, device=None) -> dict:
+def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, device=None,
+                streaming: bool = False) -> dict:
     """Encode one audio file with ``codec`` into a ``.sbc`` file; returns size facts: file,
     header and payload bytes (and per stream), the duration and the units sent per unit stream.
 
     ``entropy=True`` range-codes the streams that have a token model in the checkpoint. ``device``
     (default: the codec's) is where the signal is encoded; the tokens come back to the CPU.
+    ``streaming=True`` encodes chunk by chunk (:meth:`Codec.stream_sig_to_toks`; a causal codec).
     """
     from .bitstream import Bitstream, write_sbc
     from .dataio import load_audio
@@ -250,7 +253,7 @@ def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, 
         raise CodecError("the checkpoint has no entropy model; fit one with `speechbrain-codec fit-entropy`")
     device = _codec_device(codec) if device is None else device
     sig = load_audio(src, codec.sample_rate)
-    streams = _sent_streams(codec, _tokens(codec, sig, src, device))
+    streams = _sent_streams(codec, _tokens(codec, sig, src, device, streaming))
     bs = Bitstream.from_streams(streams, codec.sample_rate, sig.numel(), codec.config_hash,
                                 codec.token_models if entropy else None)
     try:
@@ -287,9 +290,9 @@ def _check_fits(codec, bs, src) -> None:
         raise CodecError(f"{src}: streams ({fmt(theirs)}) do not fit the checkpoint's ({fmt(mine)})")
 
 
-def decode_file(codec, src: str | Path, dst: str | Path, device=None) -> dict:
+def decode_file(codec, src: str | Path, dst: str | Path, device=None, streaming: bool = False) -> dict:
     """Decode one ``.sbc`` file with ``codec`` (on ``device``, default the codec's) into a 16-bit
-    WAV/FLAC file."""
+    WAV/FLAC file; ``streaming=True`` decodes chunk by chunk (:meth:`Codec.stream_toks_to_sig`)."""
     import torch
 
     from .bitstream import read_sbc
@@ -300,7 +303,8 @@ def decode_file(codec, src: str | Path, dst: str | Path, device=None) -> dict:
     device = _codec_device(codec) if device is None else device
     toks = {name: to_device(torch.as_tensor(t)[None], device) for name, t in bs.token_dict().items()}
     with torch.no_grad():
-        sig = to_cpu(codec.toks_to_sig(codec.from_token_dict(toks)))
+        to_sig = codec.stream_toks_to_sig if streaming else codec.toks_to_sig
+        sig = to_cpu(to_sig(codec.from_token_dict(toks)))
     sig = codec.fit_length(sig, codec.output_length(bs.num_samples))[0]
     save_audio(dst, sig, codec.output_sample_rate)
     return {"duration": bs.duration}
@@ -355,21 +359,24 @@ def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None
 
 
 def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, entropy: bool = False,
-           device=None) -> None:
+           device=None, streaming: bool = False) -> None:
     """Encode or decode ``[(ID, path)]`` into ``out_dir`` (atomic); write ``bitrate.json``."""
     from .utils import atomic_path, atomic_write_json
 
     start = time.perf_counter()
     with atomic_path(out_dir, is_dir=True) as tmp:
         if command == "encode":
-            facts = [encode_file(codec, src, tmp / f"{uid}.sbc", entropy, device) for uid, src in items]
-            atomic_write_json(tmp / "bitrate.json", bitrate_summary(codec, facts, time.perf_counter() - start, entropy))
+            facts = [encode_file(codec, src, tmp / f"{uid}.sbc", entropy, device, streaming) for uid, src in items]
+            rates = bitrate_summary(codec, facts, time.perf_counter() - start, entropy)
+            rates["encode_streaming"] = streaming
+            atomic_write_json(tmp / "bitrate.json", rates)
         else:
-            dur = sum(decode_file(codec, src, tmp / f"{uid}.wav", device)["duration"] for uid, src in items)
+            dur = sum(decode_file(codec, src, tmp / f"{uid}.wav", device, streaming)["duration"] for uid, src in items)
             src_rates = Path(items[0][1]).parent / "bitrate.json" if items else None
             if src_rates is not None and src_rates.is_file():
                 rates = json.loads(src_rates.read_text())
                 rates["decode_rtf"] = (time.perf_counter() - start) / dur if dur else None
+                rates["decode_streaming"] = streaming
                 atomic_write_json(tmp / "bitrate.json", rates)
 
 
@@ -499,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="input file(s) or one input folder, then the output file or folder")
         p.add_argument("--checkpoint", required=True, help="codec folder (codec.yaml, codec.ckpt) or hub id")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+        p.add_argument("--streaming", action="store_true",
+                       help=f"{cmd} chunk by chunk as a streaming {'sender' if cmd == 'encode' else 'receiver'} "
+                            "would (causal codecs; the same tokens as offline)")
         if cmd == "encode":
             p.add_argument("--manifest", help="encode every utterance of this manifest (output: a folder)")
             p.add_argument("--data-root", help="value of {data_root} in the manifest")
@@ -550,7 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fit-entropy":
             return _fit_entropy(codec, args)
         encoding = args.command == "encode"
+        if args.streaming and not getattr(codec, "streaming", False):
+            raise CodecError(f"{args.checkpoint}: --streaming needs a causal codec whose lobes all stream; "
+                             "this one does not (drop --streaming)")
         work = functools.partial(encode_file, entropy=args.entropy) if encoding else decode_file
+        work = functools.partial(work, streaming=args.streaming)
         suffix = ".sbc" if encoding else ".wav"
         manifest = args.manifest if encoding else None
         *inputs, output = args.paths
@@ -565,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                 _check_collisions([(uid, Path(uid + suffix)) for uid, _ in items], manifest)
             else:
                 items = _folder_items(Path(inputs[0]), encoding)
-            _batch(codec, args.command, items, Path(output), encoding and args.entropy, device)
+            _batch(codec, args.command, items, Path(output), encoding and args.entropy, device, args.streaming)
             return 0
         if not inputs:
             parser.error(f"{args.command} needs an input and an output")

@@ -278,6 +278,20 @@ class Codec(nn.Module):
         self._check_streaming()
         return StreamDecoder(self)
 
+    @torch.no_grad()
+    def stream_sig_to_toks(self, sig: torch.Tensor) -> torch.Tensor:
+        """:meth:`sig_to_toks` computed chunk by chunk (``chunk_size`` samples) with
+        :meth:`stream_encoder`, as a streaming sender would: the same tokens."""
+        enc = self.stream_encoder()
+        return torch.cat([enc(chunk) for chunk in sig.split(self.chunk_size, dim=-1)], dim=1)
+
+    @torch.no_grad()
+    def stream_toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
+        """:meth:`toks_to_sig` computed chunk by chunk (``chunk_size / hop_length`` frames) with
+        :meth:`stream_decoder`, as a streaming receiver would."""
+        dec = self.stream_decoder()
+        return torch.cat([dec(chunk) for chunk in toks.split(self.chunk_size // self.hop_length, dim=1)], dim=-1)
+
     # ------------------------------------------------------------------ metadata
     def describe(self) -> dict:
         """Configuration facts written into bitstreams and results."""

@@ -41,7 +41,7 @@ from .encoders import FocalWavLM
 from .quantizers import BinarySphericalQuantizer
 from .utils import CodecError, load_state_checked
 
-__all__ = ["PUBLISHED", "build_focalcodec", "knn", "load_focalcodec", "remap_v001", "trace"]
+__all__ = ["PUBLISHED", "build_focalcodec", "focalcodec_s", "knn", "load_focalcodec", "remap_v001", "trace"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -257,6 +257,29 @@ def load_focalcodec(source: str, config: dict | str | None = None) -> Codec:
     codec = build_focalcodec(config)
     load_state(codec, _read_state(weights), str(weights))
     return codec.eval()
+
+
+def focalcodec_s(source: str, extra_layers: int = 0, config: dict | str | None = None) -> Codec:
+    """FocalCodec-S (focalcodec_s.md §2): the published checkpoint ``source`` (e.g.
+    ``lucadellalib/focalcodec_50hz_2k_causal`` or its local folder; loaded by
+    :func:`load_focalcodec`) with ``extra_layers`` 2x layer pairs appended: 0 = stage 1 (50 Hz),
+    1 = stage 2 (25 Hz), 2 = stage 3 (12.5 Hz). Each pair is a ``FocalDownScale`` appended to the
+    compressor and a ``FocalUpScale`` inserted at the start of the decompressor, with the focal
+    settings of the existing layers and PyTorch's default initialisation
+    (:func:`~speechbrain_codec.compressors.grow_codec`); ``out_proj`` / ``in_proj`` and the
+    11-bit BSQ are kept. The trainer's ``init_from`` + ``new_layers: 1`` then loads the previous
+    stage's weights into this architecture. For a codec yaml::
+
+        codec: !apply:speechbrain_codec.focalcodec.focalcodec_s [!ref <base>, 1]
+    """
+    from .compressors import grow_codec
+
+    if extra_layers < 0:
+        raise CodecError(f"focalcodec_s: extra_layers must be 0, 1 or more, not {extra_layers}")
+    codec = load_focalcodec(source, config)
+    for _ in range(extra_layers):
+        grow_codec(codec)
+    return codec
 
 
 @torch.no_grad()

@@ -129,9 +129,38 @@ def tiny_wavlm(folder: str | Path, hidden: int = 16, layers: int = 10) -> Path:
     return _tiny_ssl(folder, WavLMConfig, WavLMModel, hidden, layers)
 
 
+def tiny_focalcodec_causal(folder: str | Path, dim: int = 32, seed: int = 0) -> Path:
+    """A shrunk ``focalcodec_50hz_2k_causal`` as the hub stores it (``config.json`` +
+    ``model.safetensors``, random weights): the published layout and every focal setting, widths
+    ``dim``, one encoder layer, two decoder layers; 16 kHz in, 24 kHz out, 11-bit codes at 50 Hz."""
+    import copy
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ..focalcodec import PUBLISHED, build_focalcodec
+
+    cfg = copy.deepcopy(PUBLISHED["focalcodec_50hz_2k_causal"])
+    cfg["encoder_config"].update(hidden_dims=[16] * 7, num_layers=1, dim=dim, ffn_dim=2 * dim, num_heads=2,
+                                 conv_pos=16, conv_pos_groups=4, window_size=64)
+    for part in ("compressor_config", "decompressor_config"):
+        cfg[part].update(hidden_dims=[dim] * 3, window_size=64)
+    cfg["compressor_config"]["input_dim"] = dim
+    cfg["decompressor_config"].update(output_dim=dim, last_window_size=64)
+    cfg["decoder_config"].update(input_dim=dim, dim=dim, ffn_dim=2 * dim, num_layers=2)
+    torch.manual_seed(seed)
+    codec = build_focalcodec(cfg)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m speechbrain_codec.bin.tiny_models OUT``: hubert/, wavlm/, bert/, whisper/, ctc/
-    under OUT (the recipes' debug configurations; random weights, offline)."""
+    """``python -m speechbrain_codec.bin.tiny_models OUT``: hubert/, wavlm/, bert/, whisper/, ctc/,
+    focalcodec_50hz_2k_causal/ under OUT (the recipes' debug configurations; random weights, offline)."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -140,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args[0])
     for name, make in (("hubert", tiny_hubert), ("wavlm", tiny_wavlm), ("bert", tiny_bert),
-                       ("whisper", tiny_whisper), ("ctc", tiny_ctc)):
+                       ("whisper", tiny_whisper), ("ctc", tiny_ctc),
+                       ("focalcodec_50hz_2k_causal", tiny_focalcodec_causal)):
         if not (out / name / "config.json").is_file():
             make(out / name)
-    print(f"{out}: tiny random hubert, wavlm, bert, whisper, ctc")
+    print(f"{out}: tiny random hubert, wavlm, bert, whisper, ctc, focalcodec_50hz_2k_causal")
     return 0
 
 
