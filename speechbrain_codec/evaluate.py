@@ -5,7 +5,8 @@ utterance of the manifest, the selected metrics are computed; the reference itse
 the row ``original``. Intrusive metrics first compensate the codec's delay (log-mel envelope
 cross-correlation, refined on the waveform). Intelligibility: WER (English) / CER (Mandarin)
 against the ground-truth text and dWER / dCER against the ASR transcript of the original, all
-corpus-level. A problem with one utterance (missing or silent file, a metric that fails) is
+corpus-level; and ``dwer_utt`` / ``dcer_utt``, the mean over utterances of the system's minus the
+original's error rate against the ground truth (FocalCodec-S's dCER). A problem with one utterance (missing or silent file, a metric that fails) is
 recorded for that utterance and the rest of the evaluation completes. Work is spread over
 worker processes (one job per system and utterance).
 
@@ -189,6 +190,17 @@ def _summary(per_utt: dict, rows: dict, ref_hyps: dict) -> dict:
     return summary
 
 
+def _delta_utt(per_utt: dict, original: dict) -> dict:
+    """``dwer_utt`` / ``dcer_utt``: mean over utterances of (system's - original's) error rate
+    against the ground truth (``_summary`` stored ``wer`` / ``cer`` per utterance)."""
+    out = {}
+    for name in ("wer", "cer"):
+        diffs = [u[name] - original[uid][name] for uid, u in per_utt.items()
+                 if u.get(name) is not None and original.get(uid, {}).get(name) is not None]
+        out[f"d{name}_utt"] = float(np.mean(diffs)) if diffs else None
+    return out
+
+
 def evaluate_systems(
     manifest: str | os.PathLike,
     systems: dict[str, str | os.PathLike],
@@ -238,8 +250,15 @@ def evaluate_systems(
     results: dict = {"protocol": protocol(tuple(metrics), asr), "manifest": str(manifest), "systems": {}}
     if "spk" in metrics:
         results["protocol"]["spk"] = f"speaker similarity: cosine of {spk_model} embeddings"
+    if asr != "none":
+        results["protocol"]["delta_utt"] = (
+            "dWER_utt / dCER_utt (FocalCodec-S's dCER, focalcodec_s.md §5.2): per utterance, the error rate of the "
+            "system's transcript against the ground truth minus that of the original's, then the mean over the "
+            "utterances both have (can be negative)")
     for name, per_utt in per_system.items():
         summary = _summary(per_utt, rows, ref_hyps)
+        if name != "original":
+            summary.update(_delta_utt(per_utt, per_system["original"]))
         folder = systems.get(name)
         if folder is not None and (Path(folder) / "bitrate.json").is_file():
             summary.update(json.loads((Path(folder) / "bitrate.json").read_text()))
