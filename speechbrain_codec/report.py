@@ -16,7 +16,7 @@ from .utils import atomic_path, atomic_write_text
 
 __all__ = ["results_table", "plot_results", "main", "FORMATS"]
 
-PERCENT = {"wer", "dwer", "cer", "dcer", "voicing_error"}
+PERCENT = {"wer", "dwer", "cer", "dcer", "dwer_utt", "dcer_utt", "voicing_error"}
 SIDE_INFO = {"side_info_bitrate", "side_info_bits"}
 # (header, summary key, decimals); the default table keeps the columns present in the results
 # (side information: where some system sends any; its rate is part of the payload rate)
@@ -33,9 +33,11 @@ DEFAULT = [
 FORMATS = {
     "default": DEFAULT,
     # FocalCodec-S bilingual fine-tuning: Exp | Stage | Freq | Bitrate | dCER | MOS | PESQ | STOI
+    # (dCER / dWER per utterance against the ground truth, as the seed's; then ours, corpus-level)
     "focalcodec_s": [("Exp", None, 0), ("Stage", "stage", 0), ("Freq (Hz)", "frame_rate", 1),
-                     ("Bitrate (b/s)", "nominal_bitrate", 0), ("dCER %", "dcer", 1), ("MOS", "_mos", 2),
-                     ("PESQ", "pesq_wb", 2), ("STOI", "stoi", 3)],
+                     ("Bitrate (b/s)", "nominal_bitrate", 1), ("dCER %", "dcer_utt", 2), ("dWER %", "dwer_utt", 2),
+                     ("MOS", "_mos", 2), ("PESQ", "pesq_wb", 2), ("STOI", "stoi", 3),
+                     ("CER %", "cer", 1), ("WER %", "wer", 1)],
     # LM-loss codec: WER, PESQ, WARP-Q per configuration
     "lmloss": [("System", None, 0), ("Bitrate (b/s)", "nominal_bitrate", 1), ("WER %", "wer", 1),
                ("PESQ", "pesq_wb", 2), ("WARP-Q", "warpq", 3), ("STOI", "stoi", 3)],

@@ -127,7 +127,7 @@ def test_report_formats_and_plots(data, tmp_path):
     table = results_table(res)
     assert "| PESQ-wb | STOI |" in table and "WER" not in table  # only columns with values
     fc = results_table(res, "focalcodec_s")
-    assert fc.startswith("| Exp | Stage | Freq (Hz) | Bitrate (b/s) | dCER % | MOS | PESQ | STOI |")
+    assert fc.startswith("| Exp | Stage | Freq (Hz) | Bitrate (b/s) | dCER % | dWER % | MOS | PESQ | STOI | CER % | WER % |")
     paths = plot_results(res, tmp_path)
     assert [p.name for p in paths] == ["intelligibility_vs_bitrate.png", "quality_vs_bitrate.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
