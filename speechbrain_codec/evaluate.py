@@ -1,6 +1,7 @@
 """Evaluate decoded systems against a reference manifest and write ``results.json``.
 
-For every system (a folder of ``<ID>.wav`` files, optionally with ``bitrate.json``) and every
+For every system (a folder of ``<ID>.wav`` files, optionally with ``bitrate.json`` and a recipe's
+``system.json`` of facts to show, e.g. ``{"stage": 2}``; both merged into its summary) and every
 utterance of the manifest, the selected metrics are computed; the reference itself is scored as
 the row ``original``. Intrusive metrics first compensate the codec's delay (log-mel envelope
 cross-correlation, refined on the waveform). Intelligibility: WER (English) / CER (Mandarin)
@@ -260,8 +261,9 @@ def evaluate_systems(
         if name != "original":
             summary.update(_delta_utt(per_utt, per_system["original"]))
         folder = systems.get(name)
-        if folder is not None and (Path(folder) / "bitrate.json").is_file():
-            summary.update(json.loads((Path(folder) / "bitrate.json").read_text()))
+        for facts in ("bitrate.json", "system.json"):  # measured rates; facts a recipe records (stage, ...)
+            if folder is not None and (Path(folder) / facts).is_file():
+                summary.update(json.loads((Path(folder) / facts).read_text()))
         results["systems"][name] = {"summary": summary, "utterances": per_utt}
     results["wall_seconds"] = round(time.time() - t0, 2)
     results["workers"] = workers
