@@ -32,6 +32,22 @@ are frozen (and kept in eval mode: an EMA codebook stops updating).
 
 **Encoders computed beforehand.** With ``codec_features`` (slot -> batch key) the codec is
 called as ``codec(sig, lens, features={slot: batch[key]})``.
+
+**Per-epoch controls** (hparams, optional; both read the validation total loss once per epoch,
+after validation, and are checkpointed with that epoch, so a resumed run continues with the same
+learning rate and counts; see :class:`EpochControls`):
+
+* ``plateau``: ``{patience, factor: 0.5, threshold: 1e-3, cooldown: 0, min_lr: 1e-6}``, PyTorch's
+  ``ReduceLROnPlateau`` (mode ``min``, relative threshold) over every parameter group of the codec
+  optimiser (FocalCodec-S: the ``new`` and ``old`` groups are both multiplied by ``factor``).
+  The per-step ``lr_schedule`` sets the rates at every step, so it must be null with ``plateau``.
+* ``early_stopping``: ``{patience, min_delta: 1e-4}``: training stops after the epoch that
+  makes ``patience`` epochs in a row without a validation loss below the best one minus
+  ``min_delta`` (absolute); the checkpoint with the lowest validation loss is still the best one.
+
+Under ``torchrun`` both use the main process's validation loss (broadcast), so every process
+takes the same decision. With several parameter groups the epoch log has ``lr_<group name>``
+(e.g. ``lr_new``, ``lr_old``) besides ``lr`` (the first group's).
 """
 
 from __future__ import annotations
@@ -45,7 +61,7 @@ import torch
 from ..dataio import load_audio, resample
 from ..utils import CodecError
 
-__all__ = ["with_variant", "CodecBrain", "EpochExponential", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
+__all__ = ["with_variant", "CodecBrain", "EpochControls", "EpochExponential", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline"]
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -153,6 +169,177 @@ def keep_frozen_in_eval(module: torch.nn.Module) -> None:
         keep_frozen_in_eval(child)
 
 
+PLATEAU_DEFAULTS = {"factor": 0.5, "threshold": 1e-3, "cooldown": 0, "min_lr": 1e-6}
+EARLY_STOPPING_DEFAULTS = {"min_delta": 1e-4}
+
+
+def _options(what: str, given, defaults: dict, required: tuple[str, ...]) -> dict | None:
+    """``given`` (an hparams dict, or None: off) completed with ``defaults``, checked."""
+    if given is None:
+        return None
+    if not isinstance(given, dict):
+        raise CodecError(f"{what}: a mapping ({', '.join(required + tuple(defaults))}), not {given!r}")
+    known = set(required) | set(defaults)
+    unknown = sorted(set(given) - known)
+    missing = [k for k in required if given.get(k) is None]
+    if unknown or missing:
+        detail = f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
+        raise CodecError(f"{what}: {detail} (keys: {', '.join(required)} required; "
+                         + ", ".join(f"{k} (default {v})" for k, v in defaults.items()) + ")")
+    opts = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    for k, v in opts.items():
+        if isinstance(v, str):  # PyYAML (an overrides file) reads 1e-3 as a string
+            try:
+                opts[k] = v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise CodecError(f"{what}: {k} takes a number >= 0, not {v!r}")
+    for k in ("patience", "cooldown"):
+        if k in opts:
+            if opts[k] != int(opts[k]):
+                raise CodecError(f"{what}: {k} takes a whole number of epochs, not {opts[k]!r}")
+            opts[k] = int(opts[k])
+    return opts
+
+
+def _short(x: float) -> str:
+    """``1e-4`` rather than ``0.0001``, ``2.5e-4``, ``0.5``.
+
+    Example
+    -------
+    >>> _short(1e-4), _short(2.5e-4), _short(0.5), _short(0.0)
+    ('1e-4', '2.5e-4', '0.5', '0')
+    """
+    if x == 0 or 1e-2 <= abs(x) < 1e4:
+        return f"{x:.4g}"
+    mantissa, exponent = f"{x:.3e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+@sb.utils.checkpoints.register_checkpoint_hooks
+class EpochControls:
+    """The per-epoch controls of :class:`CodecBrain` (module docstring): a ``ReduceLROnPlateau``
+    on the validation loss (``plateau``) and early stopping (``early_stopping``), one
+    recoverable (``epoch_controls``) holding the state of both.
+
+    Example
+    -------
+    >>> opt = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": 1.0}])
+    >>> c = EpochControls(plateau={"patience": 0, "cooldown": 0}, early_stopping={"patience": 2})
+    >>> c.attach(opt)
+    >>> for epoch, loss in enumerate([3.0, 2.0, 2.0, 1.99999], start=1):
+    ...     _ = c.step(loss, epoch)
+    ...     print(epoch, opt.param_groups[0]["lr"], c.bad_epochs, c.should_stop)
+    1 1.0 0 False
+    2 1.0 0 False
+    3 0.5 1 False
+    4 0.25 2 True
+    """
+
+    def __init__(self, plateau: dict | None = None, early_stopping: dict | None = None) -> None:
+        self.plateau = _options("plateau", plateau, PLATEAU_DEFAULTS, ("patience",))
+        self.early_stopping = _options("early_stopping", early_stopping, EARLY_STOPPING_DEFAULTS, ("patience",))
+        if self.plateau is not None and not 0 < self.plateau["factor"] < 1:
+            raise CodecError(f"plateau: factor takes a number in (0, 1), not {self.plateau['factor']!r}")
+        if self.early_stopping is not None and self.early_stopping["patience"] < 1:
+            raise CodecError("early_stopping: patience takes a whole number of epochs >= 1")
+        self.scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self.reset()
+
+    @property
+    def active(self) -> bool:
+        return self.plateau is not None or self.early_stopping is not None
+
+    def reset(self) -> None:
+        """A fresh early-stopping state (a new fit; a checkpoint's state replaces it)."""
+        self.best, self.best_epoch, self.bad_epochs = math.inf, None, 0
+
+    def attach(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """A new ``ReduceLROnPlateau`` over ``optimizer`` (a fresh state) and a fresh
+        early-stopping state: called as the optimiser is built, before the checkpoint loads."""
+        self.reset()
+        self.scheduler = None
+        if self.plateau is not None and optimizer is not None:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", threshold_mode="rel", **self.plateau)
+
+    @property
+    def should_stop(self) -> bool:
+        return self.early_stopping is not None and self.bad_epochs >= self.early_stopping["patience"]
+
+    def stop_message(self) -> str:
+        best = "none" if self.best_epoch is None else f"{self.best:.6g} at epoch {self.best_epoch}"
+        return (f"early stopping: no improvement > {_short(self.early_stopping['min_delta'])} for "
+                f"{self.bad_epochs} epochs (best {best})")
+
+    def step(self, loss: float, epoch: int) -> list[str]:
+        """One epoch's validation ``loss`` (the same on every process): steps the plateau
+        scheduler, counts for early stopping; returns what to log."""
+        notes = []
+        if self.scheduler is not None:
+            before = [g["lr"] for g in self.scheduler.optimizer.param_groups]
+            self.scheduler.step(loss)
+            after = [g["lr"] for g in self.scheduler.optimizer.param_groups]
+            if after != before:
+                names = [g.get("name", str(i)) for i, g in enumerate(self.scheduler.optimizer.param_groups)]
+                notes.append(f"plateau: no improvement > {_short(self.plateau['threshold'])} (relative) of the "
+                             f"validation loss for {self.plateau['patience'] + 1} epochs (best "
+                             f"{self.scheduler.best:.6g}); lr " + ", ".join(
+                                 f"{n} {_short(b)} -> {_short(a)}" for n, b, a in zip(names, before, after)))
+        if self.early_stopping is not None:
+            if loss < self.best - self.early_stopping["min_delta"]:
+                self.best, self.best_epoch, self.bad_epochs = float(loss), epoch, 0
+            else:
+                self.bad_epochs += 1
+            if self.should_stop:
+                notes.append(self.stop_message())
+        return notes
+
+    def state_dict(self) -> dict:
+        return {
+            "plateau": None if self.scheduler is None else self.scheduler.state_dict(),
+            "early_stopping": {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None and state.get("plateau") is not None:
+            self.scheduler.load_state_dict(state["plateau"])
+        stop = state.get("early_stopping") or {}
+        self.best = float(stop.get("best", math.inf))
+        self.best_epoch, self.bad_epochs = stop.get("best_epoch"), int(stop.get("bad_epochs", 0))
+
+    @sb.utils.checkpoints.mark_as_saver
+    def _save(self, path) -> None:
+        torch.save(self.state_dict(), path)
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch) -> None:
+        del end_of_epoch  # the state is that of the last validated epoch either way
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+class _UntilEarlyStop:
+    """The epoch counter's epochs, until the early-stopping state says stop (checked before
+    each epoch, so also right away when a resumed run had already stopped)."""
+
+    def __init__(self, epochs, controls: EpochControls) -> None:
+        self.epochs, self.controls, self._it = epochs, controls, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.controls.should_stop:
+            if self._it is None and sb.utils.distributed.if_main_process():
+                logger.info("%s, in the checkpoint this run resumes from: nothing left to train",
+                            self.controls.stop_message())
+            raise StopIteration
+        if self._it is None:
+            self._it = iter(self.epochs)
+        return next(self._it)
+
+
 class CodecBrain(sb.Brain):
     """Trains a codec with a weighted sum of reconstruction and quantizer losses (see the
     module docstring for the loss inputs, devices and ``train_modules``)."""
@@ -168,6 +355,22 @@ class CodecBrain(sb.Brain):
         if getattr(self.hparams, "freeze_old_epochs", 0):
             # the warm-up toggles requires_grad after DDP has been built
             self.find_unused_parameters = True
+        self.epoch_controls = EpochControls(getattr(self.hparams, "plateau", None),
+                                            getattr(self.hparams, "early_stopping", None))
+        if self.epoch_controls.plateau is not None and getattr(self.hparams, "lr_schedule", None) is not None:
+            raise CodecError("plateau (ReduceLROnPlateau, per epoch) and lr_schedule (per optimiser step) both "
+                             "set the learning rate: set lr_schedule: null to use plateau")
+        if self.epoch_controls.active and self.checkpointer is not None:
+            self.checkpointer.add_recoverable("epoch_controls", self.epoch_controls)
+
+    def fit(self, epoch_counter, train_set, valid_set=None, *args, **kwargs):
+        """As speechbrain's; with ``early_stopping`` the epochs end early (module docstring)."""
+        if self.epoch_controls.active and valid_set is None:
+            what = " and ".join(k for k in ("plateau", "early_stopping") if getattr(self.epoch_controls, k) is not None)
+            raise CodecError(f"{what} read the validation loss: give fit() a validation set")
+        if self.epoch_controls.early_stopping is not None:
+            epoch_counter = _UntilEarlyStop(epoch_counter, self.epoch_controls)
+        return super().fit(epoch_counter, train_set, valid_set, *args, **kwargs)
 
     def _freeze_untrained_codec_parts(self) -> None:
         frozen = getattr(self.hparams, "freeze_modules", None)
@@ -344,6 +547,7 @@ class CodecBrain(sb.Brain):
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule)
             if self.checkpointer is not None:
                 self.checkpointer.add_recoverable("scheduler", self.scheduler)
+        self.epoch_controls.attach(self.optimizer)  # the checkpoint (if any) loads after this
 
     def optimizers_step(self):
         """As speechbrain's, but gradient clipping covers every parameter group (speechbrain
@@ -380,6 +584,26 @@ class CodecBrain(sb.Brain):
         self.loss_terms = {k: [v] for k, v in zip(names, values[1:])}
         return values[0]
 
+    def _from_main_process(self, value: float) -> float:
+        """Under ``torchrun``, the main process's ``value`` on every process (no communication
+        otherwise): the per-epoch controls then take the same decision everywhere."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        torch.distributed.broadcast(t, src=0)
+        return float(t.item())
+
+    def learning_rates(self) -> dict[str, float]:
+        """For the epoch log: ``lr`` (the first group's) and, with several groups,
+        ``lr_<name>`` of each named one (``lr_new``, ``lr_old``)."""
+        if self.optimizer is None:
+            return {"lr": 0.0}
+        groups = self.optimizer.param_groups
+        rates = {"lr": groups[0]["lr"]}
+        if len(groups) > 1:
+            rates.update({f"lr_{g['name']}": g["lr"] for g in groups if g.get("name")})
+        return rates
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             stage_loss = self._mean_over_processes(stage_loss)
@@ -389,13 +613,18 @@ class CodecBrain(sb.Brain):
             self.train_stats = stats
             return
         if stage == sb.Stage.VALID:
-            lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else 0.0
-            if hasattr(self.hparams, "train_logger"):
+            if hasattr(self.hparams, "train_logger"):  # the rates this epoch trained with
                 self.hparams.train_logger.log_stats(
-                    stats_meta={"epoch": epoch, "step": self.optimizer_step, "lr": lr},
+                    stats_meta={"epoch": epoch, "step": self.optimizer_step, **self.learning_rates()},
                     train_stats=getattr(self, "train_stats", None),
                     valid_stats=stats,
                 )
+            if self.epoch_controls.active:
+                # before the checkpoint is saved: it holds the state after this epoch
+                notes = self.epoch_controls.step(self._from_main_process(stage_loss), epoch)
+                if sb.utils.distributed.if_main_process():
+                    for note in notes:
+                        logger.info(note)
             if self.checkpointer is not None:
                 self.checkpointer.save_and_keep_only(
                     meta={"loss": stage_loss, "epoch": epoch, "step": self.optimizer_step},
