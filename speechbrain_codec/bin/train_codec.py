@@ -57,9 +57,40 @@ item is a run of consecutive utterances of one ``concat_group`` (a manifest colu
 cached features, texts (joined by spaces) and alignments (times offset) of the members are
 concatenated; nothing is cropped (``train_repeats`` still repeats the set).
 
+**Fixed chunks instead of crops** (``chunk_seconds``, FocalCodec-S §1.3: 3.0 s, hop 2.5 s):
+every training item is a fixed chunk of ``chunk_seconds`` of a manifest utterance, one every
+``chunk_hop_seconds`` (default ``chunk_seconds``: no overlap) from its start, planned from the
+manifests' ``duration`` column at ``sample_rate`` (the codec's): ``floor((len - chunk) / hop) + 1``
+chunks per utterance, the tail dropped, utterances shorter than one chunk dropped (one line per
+split: ``train.csv: dropped N of M utterances shorter than 3.0 s``); validation chunks every
+``valid_chunk_hop_seconds`` (default ``chunk_seconds``). The list
+(:func:`speechbrain_codec.dataio.segments.fixed_chunks`) keeps the manifest row order and is
+deterministic; chunk IDs are ``<utterance ID>@<start sample>`` (the batch's ``id`` is
+``<chunk ID>__<r>`` for training, as every training item's, ``r`` < ``train_repeats``; the chunk
+ID alone for validation; the batch key ``chunk_id`` is the chunk ID). Nothing is random. The
+utterance's columns (``lang``, ``spk_id``, ...) are batch keys of its chunks, ``duration`` is the
+chunk's, ``crop_start`` its start; ``text`` is not (a chunk's transcript is unknown: a loss that
+needs it stops the run before training, an optional ``"text?"`` is None); ``alignment`` words and
+cached features are cut to the chunk. Excludes ``concat_seconds``.
+
+**Cached Whisper pseudo-labels** (FocalCodec-S §3.4): ``label_cache: <folder>`` (made for the
+train chunks by ``python -m speechbrain_codec.bin.pseudo_labels --manifest <train_csv>
+--chunk_seconds <chunk_seconds> --hop_seconds <chunk_hop_seconds> ...``, see
+:mod:`speechbrain_codec.bin.pseudo_labels`) provides the batch key ``pseudo_labels``: each chunk's
+label token ids (a list of int lists per batch), which ``WhisperTokenLoss(target="pseudo")``
+takes instead of decoding the clean chunk online. ``valid_label_cache`` (made with
+``--hop_seconds <valid_chunk_hop_seconds>`` from ``valid_csv``) does the same for validation;
+without it validation decodes online. Needs ``chunk_seconds``. A cache made for another chunk
+list (other manifest rows, chunk length, hop or rate: its ``stamp.json`` against this run's
+list), unfinished, or lacking a chunk stops the run with one line naming the cache and the
+command that regenerates it. Both folders are locations (not part of the recorded
+configuration, like ``data_folder``), but the SHA-256 of their ``labels.json`` is: a regenerated
+cache is a new training configuration, never mixed into a resumed run.
+
 Checkpoints (``<output_folder>/save``) belong to one training configuration, recorded in
 ``<output_folder>/training_config.json``: the hparams and codec hparams with every override
-applied (paths aside) and the content of the train/valid manifests. A run with the same
+applied (paths aside) and the content of the train/valid manifests (and of the pseudo-label
+caches). A run with the same
 configuration resumes from the last checkpoint (same step, same learning-rate schedule); a run
 with another one stops with an error naming what differs, and never loads those weights.
 ``--from_scratch true`` moves the old ``<output_folder>`` to ``<output_folder>.prev`` (replacing
@@ -118,7 +149,8 @@ __all__ = ["main", "run", "dataio_prepare", "batch_keys", "training_config"]
 
 dist = sb.utils.distributed
 # placeholders whose value is a location, not a property of the training
-PATH_KEYS = ("output_folder", "data_folder", "manifest_folder", "codec_hparams", "alignment_folder", "feature_cache")
+PATH_KEYS = ("output_folder", "data_folder", "manifest_folder", "codec_hparams", "alignment_folder", "feature_cache",
+             "label_cache", "valid_label_cache")
 CONFIG_RECORD = "training_config.json"
 BRAINS = {"codec": CodecBrain, "gan": GANCodecBrain}
 # what CodecBrain itself provides to a loss: the codec's outputs, the targets, the lengths
@@ -168,6 +200,110 @@ def crop_pipeline(sample_rate: int, segment_samples: int, cache: bool, seed: int
 @sb.utils.data_pipeline.provides("crop_start")
 def _whole_clip(uid: str) -> int:
     return 0
+
+
+@sb.utils.data_pipeline.takes("chunk_start")
+@sb.utils.data_pipeline.provides("crop_start")
+def _chunk_start(start: int) -> int:
+    return int(start)
+
+
+def chunk_audio_pipeline(sample_rate: int, cache: bool):
+    """``(wav, chunk_start, chunk_stop) -> sig``: the fixed chunk of the whole clip (no random
+    crop; :func:`speechbrain_codec.dataio.segments.cut_chunk`)."""
+    from ..dataio.segments import cut_chunk
+
+    load = segment_pipeline(sample_rate, None, cache)
+
+    @sb.utils.data_pipeline.takes("wav", "chunk_start", "chunk_stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def pipeline(wav: str, start: int, stop: int) -> torch.Tensor:
+        return cut_chunk(load(wav), int(start), int(stop), sample_rate, wav)
+
+    return pipeline
+
+
+def chunk_rows(rows: dict[str, dict], chunks: list, sample_rate: int) -> dict[str, dict]:
+    """``{chunk_id: row}``: each chunk's utterance row (``ID``, ``wav``, ``lang``, ``spk_id``...)
+    with ``chunk_id``, ``chunk_start`` / ``chunk_stop`` (samples) and its own ``duration``
+    (seconds); without ``text`` (the transcript of a chunk is unknown)."""
+    return {c.chunk_id: {**{k: v for k, v in rows[c.utt_id].items() if k != "text"}, "chunk_id": c.chunk_id,
+                         "chunk_start": c.start, "chunk_stop": c.stop,
+                         "duration": round((c.stop - c.start) / sample_rate, 6)} for c in chunks}
+
+
+def chunk_settings(hparams: dict) -> tuple[float, float, float] | None:
+    """``(chunk_seconds, chunk_hop_seconds, valid_chunk_hop_seconds)`` of fixed-chunk training, or
+    None; raises :class:`CodecError` for options that exclude each other."""
+    chunk = hparams.get("chunk_seconds")
+    if not chunk:
+        for key in ("label_cache", "valid_label_cache"):
+            if hparams.get(key):
+                raise CodecError(f"{key} is set but chunk_seconds is not: pseudo-labels are made per fixed chunk; "
+                                 "set chunk_seconds (and chunk_hop_seconds) as for the cache")
+        return None
+    if hparams.get("concat_seconds"):
+        raise CodecError("chunk_seconds and concat_seconds exclude each other: set one (chunk_seconds: fixed "
+                         "chunks of each utterance; concat_seconds: runs of consecutive utterances)")
+    chunk = float(chunk)
+    hop = float(hparams.get("chunk_hop_seconds") or chunk)
+    valid_hop = float(hparams.get("valid_chunk_hop_seconds") or chunk)
+    if chunk <= 0 or hop <= 0 or valid_hop <= 0:
+        raise CodecError(f"chunk_seconds ({chunk}), chunk_hop_seconds ({hop}) and valid_chunk_hop_seconds "
+                         f"({valid_hop}) must be positive")
+    return chunk, hop, valid_hop
+
+
+def _pseudo_whisper(hparams: dict) -> str:
+    """The Whisper source of the losses that decode pseudo-labels (for the cache's command line)."""
+    for loss in (hparams.get("losses") or {}).values():
+        if getattr(loss, "target", None) == "pseudo" and getattr(loss, "source", None):
+            return loss.source
+    return "<whisper source>"
+
+
+def label_cache_command(hparams: dict, split: str) -> str:
+    """The pseudo_labels command that makes the ``label_cache`` (``split`` train) or the
+    ``valid_label_cache`` (valid) of these hparams."""
+    from .pseudo_labels import regenerate_command
+
+    chunk, hop, valid_hop = chunk_settings(hparams)
+    key = "label_cache" if split == "train" else "valid_label_cache"
+    return regenerate_command(hparams[f"{split}_csv"], hparams["data_folder"], _pseudo_whisper(hparams),
+                              hparams[key], chunk, hop if split == "train" else valid_hop, hparams["sample_rate"])
+
+
+def open_label_cache(hparams: dict, split: str, chunks: list):
+    """The checked pseudo-label cache of ``split``'s chunk list (module docstring)."""
+    from .pseudo_labels import LabelCache, cache_settings
+
+    chunk, hop, valid_hop = chunk_settings(hparams)
+    key = "label_cache" if split == "train" else "valid_label_cache"
+    expected = cache_settings(chunks, chunk, hop if split == "train" else valid_hop, hparams["sample_rate"])
+    return LabelCache(hparams[key], expected, label_cache_command(hparams, split), what=key)
+
+
+def _label_cache_sha(hparams: dict, split: str) -> str:
+    """The content hash of a pseudo-label cache (its stamp's SHA-256 of labels.json)."""
+    from .pseudo_labels import STAMP
+
+    key = "label_cache" if split == "train" else "valid_label_cache"
+    stamp = Path(hparams[key]) / STAMP
+    if not stamp.is_file():
+        state = "no such folder" if not Path(hparams[key]).is_dir() else "unfinished (no stamp.json)"
+        raise CodecError(f"{key} {hparams[key]}: {state}; make it with: {label_cache_command(hparams, split)}")
+    return str(json.loads(stamp.read_text(encoding="utf-8")).get("labels_sha256", ""))[:16]
+
+
+def label_pipeline(cache):
+    """``chunk_id -> pseudo_labels``: the chunk's cached label token ids (a list of ints)."""
+
+    @sb.utils.data_pipeline.takes("chunk_id")
+    @sb.utils.data_pipeline.provides("pseudo_labels")
+    def pipeline(chunk: str) -> list[int]:
+        return cache.tokens(chunk)
+
+    return pipeline
 
 
 def feature_input_pipeline(cache, hop: int, segment_frames: int | None, seed: int, sampler):
@@ -324,9 +460,11 @@ def batch_keys(hparams: dict) -> list[str]:
     not a codec output; optional ones (``"text?"``) only when the data has them.
 
     Raises :class:`CodecError` (one line) for a required key that no manifest column, nor the
-    ``alignment_folder`` / ``feature_cache`` options, provide."""
+    ``alignment_folder`` / ``feature_cache`` / ``label_cache`` options, provide (``text`` is never
+    one with ``chunk_seconds``)."""
     feature_key = hparams.get("feature_key", "cached_feats")
     sources = feature_sources(hparams)
+    chunked = chunk_settings(hparams) is not None
     csvs = {name: _columns(hparams[name]) for name in ("train_csv", "valid_csv")}
     keys = ["id", "sig"]
     for slot, key in (hparams.get("codec_features") or {}).items():
@@ -348,6 +486,13 @@ def batch_keys(hparams: dict) -> list[str]:
             elif key in sources or key == feature_key:
                 missing = None if key in sources else (
                     "set feature_cache in the hparams (the folder made by the recipe's feature-caching stage)")
+            elif key == "pseudo_labels":
+                missing = None if hparams.get("label_cache") else (
+                    "set label_cache (and chunk_seconds) in the hparams (the folder made by "
+                    "python -m speechbrain_codec.bin.pseudo_labels)")
+            elif key == "text" and chunked:
+                missing = ("training items are fixed chunks (chunk_seconds), whose transcript is unknown; use "
+                           "pseudo-labels (target: pseudo, label_cache) or train on crops")
             else:
                 lacking = [f"{Path(hparams[n]).name} ({hparams[n]})" for n, cols in csvs.items() if key not in cols]
                 missing = None if not lacking else (
@@ -364,12 +509,42 @@ def dataio_prepare(hparams: dict):
     """Training set of crops (each clip ``train_repeats`` times) with its loader, full-clip
     validation, and the full training clips (for fitting k-means codebooks); with
     ``concat_seconds``, long segments of consecutive utterances instead (module docstring).
-    Returns ``(train_loader, sampler, valid, whole)``."""
+    with ``chunk_seconds``, fixed chunks of every utterance. Returns ``(train_loader, sampler,
+    valid, whole)``."""
     sr = hparams["sample_rate"]
     keys = batch_keys(hparams)
     train_rows = read_manifest(hparams["train_csv"], hparams["data_folder"])
     valid_rows = read_manifest(hparams["valid_csv"], hparams["data_folder"])
     concat = hparams.get("concat_seconds")
+    chunked = chunk_settings(hparams)
+    valid_keys = list(keys)
+    if chunked:
+        from ..dataio.segments import dropped_line, fixed_chunks
+
+        chunk, hop, valid_hop = chunked
+        plans = {}
+        for split, split_rows, split_hop in (("train", train_rows, hop), ("valid", valid_rows, valid_hop)):
+            plans[split] = fixed_chunks(split_rows, chunk, split_hop, sr)
+            if not plans[split]:
+                raise CodecError(f"{hparams[f'{split}_csv']}: no utterance is as long as chunk_seconds = {chunk} s")
+            if dist.if_main_process():
+                print(f"{Path(hparams[f'{split}_csv']).name}: {dropped_line(split_rows, plans[split], chunk)}; "
+                      f"{len(plans[split])} chunks of {chunk} s every {split_hop} s")
+        whole_rows = train_rows
+        train_rows, valid_rows = chunk_rows(train_rows, plans["train"], sr), chunk_rows(valid_rows, plans["valid"], sr)
+        label_caches = {}
+        if "pseudo_labels" in keys:
+            label_caches["train"] = open_label_cache(hparams, "train", plans["train"])
+            if hparams.get("valid_label_cache"):
+                label_caches["valid"] = open_label_cache(hparams, "valid", plans["valid"])
+            else:
+                valid_keys.remove("pseudo_labels")
+            if dist.if_main_process():
+                for split, cache in label_caches.items():
+                    print(f"pseudo-labels of the {len(plans[split])} {split} chunks from {cache.folder} "
+                          f"(whisper {cache.stamp.get('whisper')})")
+                if "valid" not in label_caches:
+                    print("validation decodes its pseudo-labels online (no valid_label_cache)")
     if concat:
         from ..dataio.segments import concat_segments
 
@@ -395,9 +570,9 @@ def dataio_prepare(hparams: dict):
         train, num_replicas=world, rank=rank, shuffle=bool(loader_opts.pop("shuffle", False)),
         seed=hparams["seed"], drop_last=bool(loader_opts.pop("drop_last", False)),
     )
-    segment = None if concat else int(hparams["segment_seconds"] * sr)
+    segment = None if concat else round(chunked[0] * sr) if chunked else int(hparams["segment_seconds"] * sr)
     valid = sb.dataio.dataset.DynamicItemDataset(valid_rows)
-    whole = sb.dataio.dataset.DynamicItemDataset(whole_rows if concat else train_rows)
+    whole = sb.dataio.dataset.DynamicItemDataset(whole_rows if concat or chunked else train_rows)
     feature_key = hparams.get("feature_key", "cached_feats")
     codec_input = hparams.get("codec_input", "sig")
     sources = feature_sources(hparams)
@@ -423,6 +598,26 @@ def dataio_prepare(hparams: dict):
         if "alignment" in keys:
             for ds in (train, valid):
                 ds.add_dynamic_item(concat_alignment_pipeline(hparams["alignment_folder"], sr))
+    elif chunked:  # fixed chunks: train and valid alike (each with its own hop), nothing random
+        for ds in (train, valid):
+            ds.add_dynamic_item(_chunk_start)
+            if codec_input == "sig":
+                ds.add_dynamic_item(chunk_audio_pipeline(sr, hparams["cache_audio"]))
+            else:
+                hop = int(sources[codec_input]["hop"])
+                ds.add_dynamic_item(feature_pipeline(caches[codec_input], "sig", hop, segment // hop))
+            if "alignment" in keys:
+                ds.add_dynamic_item(alignment_pipeline(hparams["alignment_folder"], sr, segment))
+            for key in keys:
+                if key in caches:
+                    hop = int(sources[key]["hop"])
+                    ds.add_dynamic_item(feature_pipeline(caches[key], key, hop, segment // hop))
+        if codec_input == "sig":
+            whole.add_dynamic_item(segment_pipeline(sr, None, False))
+        else:
+            whole.add_dynamic_item(feature_input_pipeline(caches[codec_input], 1, None, hparams["seed"], sampler))
+        for split, cache in label_caches.items():
+            (train if split == "train" else valid).add_dynamic_item(label_pipeline(cache))
     else:
         if codec_input == "sig":
             train.add_dynamic_item(crop_pipeline(sr, segment, hparams["cache_audio"], hparams["seed"], sampler))
@@ -443,8 +638,8 @@ def dataio_prepare(hparams: dict):
                 hop = int(sources[key]["hop"])
                 train.add_dynamic_item(feature_pipeline(caches[key], key, hop, segment // hop))
                 valid.add_dynamic_item(feature_pipeline(caches[key], key, hop, None))
-    for ds in (train, valid):
-        ds.set_output_keys(keys)
+    train.set_output_keys(keys)
+    valid.set_output_keys(valid_keys)
     whole.set_output_keys(["id", "sig"])
     train_loader = sb.dataio.dataloader.make_dataloader(train, sampler=sampler, **loader_opts)
     return train_loader, sampler, valid, whole
@@ -524,7 +719,7 @@ def _file_sha(path: str) -> str:
 def training_config(hparams_file: str, overrides: dict, hparams: dict, codec_yaml: str) -> dict:
     """What the trained weights depend on: the hparams with overrides applied and references
     resolved (locations replaced by their names), the resolved codec hparams, and the content
-    of the train/valid manifests. Returns ``{"sha256": ..., "hparams": ..., "codec": ..., "data": ...}``."""
+    of the train/valid manifests, of the ``init_weights`` sources and of the pseudo-label caches. Returns ``{"sha256": ..., "hparams": ..., "codec": ..., "data": ...}``."""
     locations = (*PATH_KEYS, *(hparams.get("location_keys") or ()))
     tokens = {k: f"@{k}" for k in locations if k in hparams}  # only the locations the hparams have
     with open(hparams_file, encoding="utf-8") as f:
@@ -534,7 +729,9 @@ def training_config(hparams_file: str, overrides: dict, hparams: dict, codec_yam
         "codec": yaml.load(codec_yaml, Loader=_TagLoader),
         "data": {"train_csv": _file_sha(hparams["train_csv"]), "valid_csv": _file_sha(hparams["valid_csv"]),
                  **{f"init {e['module']}": _file_sha(str(_weights_file(e["source"])))
-                    for e in hparams.get("init_weights") or []}},
+                    for e in hparams.get("init_weights") or []},
+                 **{key: _label_cache_sha(hparams, split)
+                    for key, split in (("label_cache", "train"), ("valid_label_cache", "valid")) if hparams.get(key)}},
     }
     blob = json.dumps(config, sort_keys=True, default=str)
     return {"sha256": hashlib.sha256(blob.encode()).hexdigest(), **json.loads(blob)}

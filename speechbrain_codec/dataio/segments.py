@@ -1,4 +1,5 @@
-"""Long training segments made of consecutive utterances (the LM-loss study's "bs1" examples).
+"""Deterministic training items: long segments of consecutive utterances (the LM-loss study's
+"bs1" examples) and fixed chunks of each utterance (FocalCodec-S).
 
 The LM-loss codec (lmloss.md §1.4) never crops: every training item is a run of consecutive
 utterances (sorted by ID) of one chapter, concatenated until the audio reaches ``seconds``
@@ -11,13 +12,24 @@ seed's row with ``members`` (the IDs, in order) and ``duration`` (their total) r
 trainer (:mod:`speechbrain_codec.bin.train_codec`, ``concat_seconds``) loads the members' audio,
 cached features and word alignments and concatenates them in lock-step (word times offset by
 the audio before them).
+
+:func:`fixed_chunks` (FocalCodec-S §1.3, the trainer's ``chunk_seconds``) cuts every utterance
+into fixed chunks ``(chunk_id, utt_id, start, stop)`` (samples), ``chunk_id =
+"<utterance ID>@<start sample>"``, in manifest row order; the pseudo-label cache
+(:mod:`speechbrain_codec.bin.pseudo_labels`) is made for, and keyed by, the same list.
 """
 
 from __future__ import annotations
 
+import hashlib
+from typing import NamedTuple
+
+import torch
+
 from ..utils import CodecError
 
-__all__ = ["concat_segments", "group_of"]
+__all__ = ["Chunk", "chunk_id", "chunks_sha256", "concat_segments", "cut_chunk", "dropped_line", "fixed_chunks",
+           "group_of"]
 
 
 def group_of(row: dict, group: str | None) -> str:
@@ -84,3 +96,90 @@ def concat_segments(rows: dict[str, dict], seconds: float, group: str | None = N
     if limit is not None:
         kept = kept[: int(limit)]
     return {uid: {**rows[uid], "members": members, "duration": round(total, 6)} for uid, members, total in kept}
+
+
+# ---------------------------------------------------------------------------- fixed chunks
+
+
+class Chunk(NamedTuple):
+    """One fixed chunk of a manifest utterance: ``samples [start, stop)`` at the codec's rate."""
+
+    chunk_id: str  # "<utterance ID>@<start sample>"
+    utt_id: str
+    start: int
+    stop: int
+
+
+def chunk_id(utt_id: str, start: int) -> str:
+    """The ID of the chunk of ``utt_id`` starting at sample ``start``: ``"<utt_id>@<start>"``."""
+    return f"{utt_id}@{int(start)}"
+
+
+def fixed_chunks(rows: dict[str, dict], chunk_seconds: float, hop_seconds: float | None = None,
+                 sample_rate: int = 16000) -> list[Chunk]:
+    """Every fixed chunk of every utterance, in manifest row order (FocalCodec-S §1.3).
+
+    An utterance of ``L`` samples (its manifest ``duration`` × ``sample_rate``, rounded) gives
+    ``n = floor((L - C) / H) + 1`` chunks of ``C`` samples (``chunk_seconds``) every ``H``
+    samples (``hop_seconds``, default ``chunk_seconds``: no overlap), starting at 0; the tail
+    remainder is dropped, and so is every utterance shorter than one chunk. The list depends on
+    the rows, their order and durations and the three settings only: the trainer and the
+    pseudo-label cache (:mod:`speechbrain_codec.bin.pseudo_labels`) build the same one.
+
+    Raises :class:`CodecError` for a non-positive setting or a row without a duration.
+
+    Example
+    -------
+    >>> rows = {u: {"ID": u, "duration": d} for u, d in [("a", 3.0), ("b", 2.99), ("c", 5.5), ("d", 8.0)]}
+    >>> [c.chunk_id for c in fixed_chunks(rows, 3.0, 2.5, 16000)]
+    ['a@0', 'c@0', 'c@40000', 'd@0', 'd@40000', 'd@80000']
+    >>> fixed_chunks(rows, 3.0, 2.5, 16000)[-1]
+    Chunk(chunk_id='d@80000', utt_id='d', start=80000, stop=128000)
+    """
+    hop_seconds = chunk_seconds if hop_seconds is None else hop_seconds
+    size, hop = round(float(chunk_seconds) * sample_rate), round(float(hop_seconds) * sample_rate)
+    if size <= 0 or hop <= 0:
+        raise CodecError(f"chunk_seconds ({chunk_seconds}) and the chunk hop ({hop_seconds}) must be positive")
+    chunks: list[Chunk] = []
+    for uid, row in rows.items():
+        duration = row.get("duration")
+        if duration in (None, ""):
+            raise CodecError(f"chunk_seconds needs the manifests' duration column; {uid} has none "
+                             "(run the data preparation again)")
+        length = round(float(duration) * sample_rate)
+        if length < size:
+            continue
+        for i in range((length - size) // hop + 1):
+            chunks.append(Chunk(chunk_id(uid, i * hop), uid, i * hop, i * hop + size))
+    return chunks
+
+
+def dropped_line(rows: dict[str, dict], chunks: list[Chunk], chunk_seconds: float) -> str:
+    """``"dropped N of M utterances shorter than 3.0 s"``: the utterances ``chunks`` has none of."""
+    kept = {c.utt_id for c in chunks}
+    return f"dropped {sum(u not in kept for u in rows)} of {len(rows)} utterances shorter than {float(chunk_seconds)} s"
+
+
+def chunks_sha256(chunks: list[Chunk]) -> str:
+    """SHA-256 of the chunk ID list (in order): what a pseudo-label cache was made for."""
+    return hashlib.sha256("\n".join(c.chunk_id for c in chunks).encode()).hexdigest()
+
+
+def cut_chunk(sig: torch.Tensor, start: int, stop: int, sample_rate: int, where: str = "",
+              tolerance_seconds: float = 0.01) -> torch.Tensor:
+    """``sig[start:stop]`` of a whole utterance ``[T]``; a clip up to ``tolerance_seconds`` shorter
+    than its manifest duration (durations are rounded to the millisecond, resampling rounds
+    too) is zero-padded, a shorter one raises :class:`CodecError` naming ``where``.
+
+    Example
+    -------
+    >>> cut_chunk(torch.arange(10.0), 6, 11, 1000).tolist()
+    [6.0, 7.0, 8.0, 9.0, 0.0]
+    """
+    if sig.shape[0] < stop:
+        if stop - sig.shape[0] > tolerance_seconds * sample_rate:
+            raise CodecError(f"{where}: {sig.shape[0] / sample_rate:.3f} s of audio, but the manifest's duration "
+                             f"plans a chunk up to {stop / sample_rate:.3f} s; fix its duration (run the data "
+                             "preparation again)")
+        sig = torch.nn.functional.pad(sig, (0, stop - sig.shape[0]))
+    return sig[start:stop]

@@ -27,6 +27,16 @@ take ``(sig_hat, sig, texts=None, langs=None, lens=None)`` (``inputs = ("sig_hat
 input alike, to its own length before the recogniser sees it (Whisper then pads each one to its
 30-s window; CTC gets each utterance's own frame count as input length), so a padded batch gives
 the loss of its utterances taken one by one.
+
+**Cached pseudo-labels** (FocalCodec-S §3.4): a ``WhisperTokenLoss(target="pseudo")`` also takes
+the batch key ``pseudo_labels`` (its ``inputs`` end with ``"pseudo_labels?"``: a list of label
+token-id lists, one per utterance, from the trainer's ``label_cache``, made by
+:mod:`speechbrain_codec.bin.pseudo_labels` with :meth:`WhisperTokenLoss.pseudo_labels`); when
+given they are the targets and nothing is decoded online, when absent (``None``) the clean input
+is decoded online. Utterances with empty labels score nothing (loss 0 when all are empty). A
+language that is missing or empty for an utterance is the loss's ``language`` (as the cache does
+for a row without ``lang``). Pseudo-labels are decoded, online as for the cache, under the
+loss's ``dtype`` (bf16 autocast in FocalCodec-S).
 """
 
 from __future__ import annotations
@@ -133,6 +143,9 @@ class WhisperTokenLoss(_FrozenASRLoss):
         tid = self.tokenizer.convert_tokens_to_ids
         self.sot, self.eot = tid("<|startoftranscript|>"), self.tokenizer.eos_token_id  # EOT: 50257 in Whisper
         self.transcribe, self.notimestamps = tid("<|transcribe|>"), tid("<|notimestamps|>")
+        if target == "pseudo":  # the label cache's batch key (None when the training has none)
+            self.inputs = (*type(self).inputs, "pseudo_labels?")
+        self.source = str(source)
 
     def lang_id(self, lang: str) -> int:
         tok = f"<|{lang}|>"
@@ -150,21 +163,29 @@ class WhisperTokenLoss(_FrozenASRLoss):
         return torch.cat([self.frontend(u[None]) for u in self.utterances(sig, lens)])
 
     @torch.no_grad()
-    def pseudo_labels(self, sig: torch.Tensor, langs: list[str], lens: torch.Tensor | None = None) -> list[list[int]]:
-        """Greedy transcript token ids of the clean ``sig``: no prompt token, no end token."""
+    def pseudo_labels(self, sig: torch.Tensor, langs: list[str], lens: torch.Tensor | None = None,
+                      batched: bool = False) -> list[list[int]]:
+        """Greedy transcript token ids of the clean ``sig``: no prompt token, no end token.
+
+        ``batched``: one ``generate`` call for the whole batch (every prompt has 4 tokens, so no
+        padding; :mod:`speechbrain_codec.bin.pseudo_labels` decodes so) instead of one per
+        utterance: the same greedy search, up to floating-point rounding."""
         feats = self.log_mel(sig, lens)
+        prompts = [self.prompt(lang or self.language) for lang in langs]
+        # never past the decoder's positions (448 in every released Whisper)
+        limit = min(self.max_new_tokens, self.model.config.max_target_positions - len(prompts[0]))
+        groups = [range(len(prompts))] if batched else [range(i, i + 1) for i in range(len(prompts))]
         labels = []
-        for i, lang in enumerate(langs):
-            prompt = self.prompt(lang)
-            # never past the decoder's positions (448 in every released Whisper)
-            limit = min(self.max_new_tokens, self.model.config.max_target_positions - len(prompt))
-            out = self.model.generate(input_features=feats[i : i + 1], decoder_input_ids=torch.tensor([prompt], device=sig.device),
-                                      max_new_tokens=limit, do_sample=False, num_beams=1)
-            ids = out[0].tolist()
-            # transformers 5 (pinned) returns the new tokens only; older versions echo the prompt
-            if ids[: len(prompt)] == prompt:
-                ids = ids[len(prompt):]
-            labels.append(ids[: ids.index(self.eot)] if self.eot in ids else ids)
+        with torch.autocast(sig.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            for group in groups:
+                rows = torch.tensor([prompts[i] for i in group], device=sig.device)
+                out = self.model.generate(input_features=feats[group[0] : group[-1] + 1], decoder_input_ids=rows,
+                                          max_new_tokens=limit, do_sample=False, num_beams=1)
+                for i, ids in zip(group, out.tolist()):
+                    # transformers 5 (pinned) returns the new tokens only; older versions echo the prompt
+                    if ids[: len(prompts[i])] == prompts[i]:
+                        ids = ids[len(prompts[i]):]
+                    labels.append(ids[: ids.index(self.eot)] if self.eot in ids else ids)
         return labels
 
     def teacher_forcing(self, labels: list[list[int]], langs: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,11 +202,18 @@ class WhisperTokenLoss(_FrozenASRLoss):
         return dec_in, tgt
 
     def forward(self, sig_hat: torch.Tensor, sig: torch.Tensor, texts: list[str] | None = None,
-                langs: list[str] | None = None, lens: torch.Tensor | None = None) -> torch.Tensor:
+                langs: list[str] | None = None, lens: torch.Tensor | None = None,
+                pseudo_labels: list[list[int]] | None = None) -> torch.Tensor:
+        """The loss of a batch; ``pseudo_labels`` (target ``"pseudo"``): the cached label tokens
+        of each utterance, decoded online from ``sig`` when None."""
         B = sig_hat.shape[0]
-        langs = list(langs) if langs else [self.language] * B
+        langs = [lang or self.language for lang in langs] if langs else [self.language] * B
         if self.target == "text":
             labels = [self.tokenizer(t, add_special_tokens=False).input_ids for t in self._texts(texts, B)]
+        elif pseudo_labels is not None:
+            if len(pseudo_labels) != B:
+                raise CodecError(f"pseudo_labels has {len(pseudo_labels)} label lists for a batch of {B}")
+            labels = [[int(t) for t in y] for y in pseudo_labels]
         else:
             labels = self.pseudo_labels(sig, langs, lens)
         dec_in, tgt = self.teacher_forcing(labels, langs, sig_hat.device)
