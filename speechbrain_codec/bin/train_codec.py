@@ -3,7 +3,7 @@
 
     python -m speechbrain_codec.bin.train_codec hparams/train.yaml --data_folder DATA \
         --manifest_folder EXP/data --output_folder EXP/train --codec_hparams hparams/codec/x.yaml \
-        [--overrides_file hparams/debug.yaml] [--device cpu] [--from_scratch true] [--brain gan]
+        [--overrides_file hparams/stage2.yaml,hparams/debug.yaml] [--device cpu] [--from_scratch true] [--brain gan]
     torchrun --nproc_per_node=N -m speechbrain_codec.bin.train_codec ...   # data-parallel
 
 **Brain.** ``--brain codec`` (default) trains with :class:`~speechbrain_codec.training.CodecBrain`;
@@ -910,9 +910,15 @@ def main(argv: list[str]) -> None:
     from_scratch = overrides.pop("from_scratch", False)
     if from_scratch not in (True, False):
         raise CodecError(f"--from_scratch takes true or false, not {from_scratch!r}")
-    if overrides_file:
-        with open(overrides_file, encoding="utf-8") as f:
-            overrides = {**(yaml.safe_load(f) or {}), **overrides}
+    if overrides_file:  # one file, or several comma-separated: later files win, the command line last
+        merged: dict = {}
+        for path in str(overrides_file).split(","):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    merged.update(yaml.safe_load(f) or {})
+            except FileNotFoundError:
+                raise CodecError(f"--overrides_file {path}: no such file") from None
+        overrides = {**merged, **overrides}
     run_opts = setup_distributed(run_opts)
     with open(hparams_file, encoding="utf-8") as f:
         text = f.read()
