@@ -941,6 +941,9 @@ def main(argv: list[str]) -> None:
     codec, codec_yaml = load_codec_yaml(hparams["codec_hparams"], hparams["codec_overrides"])
     config = training_config(hparams_file, overrides, hparams, codec_yaml)
     check_ranks_agree(config)
+    if dist.is_distributed_initialized() and dist.if_main_process():
+        print(f"data-parallel training: {torch.distributed.get_world_size()} processes "
+              f"({torch.distributed.get_backend()}), batch_size {hparams.get('train_dataloader_opts', {}).get('batch_size')} each")
     if init_from:
         # progressive compression: start from a trained codec with `new_layers` fewer layer pairs
         from ..compressors import inherit_weights

@@ -108,15 +108,20 @@ class EpochExponential:
 
 def with_variant(base: dict, variant: str, factories: dict) -> dict:
     """``base`` losses plus the one ``factories[variant]()`` builds (hparams: the LM-loss phase 3
-    builds only its own variant's loss, ``asr`` / ``ttr`` / ``distill``).
+    builds only its own variant's loss, ``asr`` / ``ttr`` / ``distill``); ``variant="none"``:
+    ``base`` alone (FocalCodec-S trains without the ASR loss until Exp J).
 
     Example
     -------
     >>> sorted(with_variant({"mel": 1}, "b", {"a": lambda: 2, "b": lambda: 3}).items())
     [('b', 3), ('mel', 1)]
+    >>> with_variant({"mel": 1}, "none", {"a": lambda: 2})
+    {'mel': 1}
     """
+    if variant == "none":
+        return dict(base)
     if variant not in factories:
-        raise CodecError(f"variant {variant!r}: one of {', '.join(factories)}")
+        raise CodecError(f"variant {variant!r}: none or one of {', '.join(factories)}")
     return {**base, variant: factories[variant]()}
 
 
