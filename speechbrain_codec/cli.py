@@ -504,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(cmd, help=helptext)
         p.add_argument("paths", nargs="+", metavar="IN... OUT",
                        help="input file(s) or one input folder, then the output file or folder")
-        p.add_argument("--checkpoint", required=True, help="codec folder (codec.yaml, codec.ckpt) or hub id")
+        p.add_argument("--checkpoint", required=True,
+                       help="codec folder (codec.yaml, codec.ckpt), a published FocalCodec folder (config.json + weights) or a hub id")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
         p.add_argument("--streaming", action="store_true",
                        help=f"{cmd} chunk by chunk as a streaming {'sender' if cmd == 'encode' else 'receiver'} "

@@ -343,7 +343,10 @@ class Codec(nn.Module):
     def from_pretrained(
         cls, source: str | os.PathLike, map_location: str | torch.device = "cpu"
     ) -> "Codec":
-        """Load from a folder written by :meth:`save_pretrained`, or a Hugging Face hub id.
+        """Load from a folder written by :meth:`save_pretrained`, a published FocalCodec folder
+        (the hub's ``config.json`` + ``model.safetensors``, v0.0.1 or v0.0.2 layout, through
+        :func:`~speechbrain_codec.focalcodec.load_focalcodec`), or a Hugging Face hub id of
+        either (``lucadellalib/focalcodec_12_5hz``).
 
         Raises
         ------
@@ -366,6 +369,8 @@ class Codec(nn.Module):
                     f"{source}: no such folder, and the hub download failed ({type(err).__name__}); "
                     "pass a local folder written by training"
                 ) from None
+        if not (folder / CODEC_YAML).is_file() and (folder / "config.json").is_file():
+            return cls._from_published(folder, map_location)
         for name in (CODEC_YAML, CODEC_CKPT):
             if not (folder / name).is_file():
                 raise CodecError(f"{folder}: missing {name}; export the checkpoint again (training stage)")
@@ -379,6 +384,24 @@ class Codec(nn.Module):
         codec.load_token_models(folder)
         codec.eval()
         return codec
+
+    @classmethod
+    def _from_published(cls, folder: Path, map_location) -> "Codec":
+        """A published FocalCodec folder; its config hash covers ``config.json`` and the weights."""
+        from .focalcodec import load_focalcodec
+
+        text = (folder / "config.json").read_text(encoding="utf-8")
+        try:
+            config = json.loads(text)
+        except ValueError as err:
+            raise CodecError(f"{folder / 'config.json'}: not JSON ({err})") from None
+        if not isinstance(config, dict) or not {"encoder_config", "compressor_config", "decoder_config"} <= set(config):
+            raise CodecError(f"{folder}: neither a codec folder ({CODEC_YAML} + {CODEC_CKPT}) nor a published "
+                             "FocalCodec one (config.json with encoder/compressor/decoder configs + weights)")
+        codec = load_focalcodec(str(folder)).to(map_location)
+        codec.config_hash = codec.compute_config_hash(f"published FocalCodec config.json:\n{text}")
+        codec.load_token_models(folder)
+        return codec.eval()
 
     def load_token_models(self, folder: str | os.PathLike) -> None:
         """Load the entropy model of every stream that has one in ``folder``."""
