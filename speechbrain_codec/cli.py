@@ -393,7 +393,7 @@ def _info(args) -> tuple[dict, int]:
     if args.checkpoint:
         from .codec import Codec
 
-        codec = Codec.from_pretrained(args.checkpoint)
+        codec = Codec.from_pretrained(args.checkpoint, trust_remote_code=args.trust_remote_code)
         facts["codec"] = {"config_hash": codec.config_hash, **codec.describe(),
                           "entropy_models": {n: m.hash for n, m in codec.token_models.items()}}
     for name in args.files:
@@ -507,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--checkpoint", required=True,
                        help="codec folder (codec.yaml, codec.ckpt), a published FocalCodec folder (config.json + weights) or a hub id")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+        p.add_argument("--trust-remote-code", action="store_true",
+                       help="load a codec.yaml that calls code outside the toolkit (only from a source you trust)")
         p.add_argument("--streaming", action="store_true",
                        help=f"{cmd} chunk by chunk as a streaming {'sender' if cmd == 'encode' else 'receiver'} "
                             "would (causal codecs; the same tokens as offline)")
@@ -524,12 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--order", type=int, default=2, help="n-gram order (--model ngram; 2: orders 3-4 measured no better)")
     p.add_argument("--smoothing", type=float, default=1.0, help="added to every count (--model order0)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    p.add_argument("--trust-remote-code", action="store_true", help="as for encode")
     for extra in ("baselines", "evaluate", "report", "listening"):
         sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)
     p = sub.add_parser("info", help="describe .sbc files and/or a checkpoint")
     p.add_argument("files", nargs="*")
     p.add_argument("--checkpoint")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--trust-remote-code", action="store_true", help="as for encode")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("baselines", "evaluate", "report", "listening"):
         setup_notices()
@@ -557,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         from .codec import Codec
 
         device = args.device = resolve_device(args.device)
-        codec = to_device(Codec.from_pretrained(args.checkpoint, map_location=device), device)
+        codec = to_device(Codec.from_pretrained(args.checkpoint, map_location=device,
+                                                trust_remote_code=args.trust_remote_code), device)
         if args.command == "fit-entropy":
             return _fit_entropy(codec, args)
         encoding = args.command == "encode"

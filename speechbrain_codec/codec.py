@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -341,18 +342,23 @@ class Codec(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, source: str | os.PathLike, map_location: str | torch.device = "cpu"
+        cls, source: str | os.PathLike, map_location: str | torch.device = "cpu", trust_remote_code: bool = False
     ) -> "Codec":
         """Load from a folder written by :meth:`save_pretrained`, a published FocalCodec folder
         (the hub's ``config.json`` + ``model.safetensors``, v0.0.1 or v0.0.2 layout, through
         :func:`~speechbrain_codec.focalcodec.load_focalcodec`), or a Hugging Face hub id of
         either (``lucadellalib/focalcodec_12_5hz``).
 
+        ``codec.yaml`` is HyperPyYAML, which calls the classes and functions it names: one that
+        names anything outside the toolkit (``speechbrain_codec.*``, ``torch.nn.*``) is refused
+        unless ``trust_remote_code=True`` (CLI ``--trust-remote-code``), as transformers' option
+        of the same name; see :func:`check_trusted`. Weights load with ``weights_only=True``.
+
         Raises
         ------
         CodecError
-            The folder lacks a file, or the weights do not fit the configuration (the missing
-            and unexpected keys are listed).
+            The folder lacks a file, the weights do not fit the configuration (the missing
+            and unexpected keys are listed), or the configuration is not trusted.
         """
         from hyperpyyaml import load_hyperpyyaml
 
@@ -375,6 +381,7 @@ class Codec(nn.Module):
             if not (folder / name).is_file():
                 raise CodecError(f"{folder}: missing {name}; export the checkpoint again (training stage)")
         yaml_text = (folder / CODEC_YAML).read_text(encoding="utf-8")
+        check_trusted(yaml_text, folder / CODEC_YAML, trust_remote_code)
         codec = load_hyperpyyaml(io.StringIO(yaml_text))["codec"]
         state = torch.load(folder / CODEC_CKPT, map_location=map_location, weights_only=True)
         load_state_checked(codec, state, str(folder / CODEC_CKPT), f"Export the checkpoint and {CODEC_YAML} together")
@@ -416,6 +423,39 @@ class Codec(nn.Module):
                     raise CodecError(f"{path}: fitted for codebooks {list(model.codebook_sizes)}, stream "
                                      f"{spec.name} has {list(spec.codebook_sizes)}; fit it again (fit-entropy)")
                 self.token_models[spec.name] = model
+
+
+#: what a codec.yaml may call without ``trust_remote_code``: the toolkit's own lobes and torch's modules
+TRUSTED_PREFIXES = ("speechbrain_codec.", "torch.nn.")
+_CALL_TAG = re.compile(r"!(new|apply|name|module):([^\s\[\]{},]+)")
+_OTHER_CODE_TAGS = re.compile(r"!(include|apply_ref):")
+
+
+def check_trusted(yaml_text: str, where: str | os.PathLike = "codec.yaml", trust_remote_code: bool = False) -> None:
+    """Refuse a HyperPyYAML configuration that would call code outside the toolkit.
+
+    Every ``!new:`` / ``!apply:`` / ``!name:`` / ``!module:`` target must start with one of
+    ``TRUSTED_PREFIXES``, and ``!include:`` is not allowed (it reads other files); otherwise
+    loading would run whatever the file names (``!apply:os.system``), so it needs
+    ``trust_remote_code=True``.
+
+    Example
+    -------
+    >>> check_trusted("codec: !new:speechbrain_codec.codec.Codec {}")
+    >>> check_trusted("x: !apply:os.system [echo hi]")
+    Traceback (most recent call last):
+    ...
+    speechbrain_codec.utils.CodecError: codec.yaml: calls os.system, outside the toolkit (speechbrain_codec.*, torch.nn.*): loading it would run that code; pass trust_remote_code=True (CLI --trust-remote-code) only if you trust where it came from
+    """
+    if trust_remote_code:
+        return
+    outside = sorted({m[2] for m in _CALL_TAG.finditer(yaml_text) if not m[2].startswith(TRUSTED_PREFIXES)})
+    outside += sorted({f"!{m[1]}:" for m in _OTHER_CODE_TAGS.finditer(yaml_text)})
+    if outside:
+        raise CodecError(
+            f"{where}: calls {', '.join(outside)}, outside the toolkit "
+            f"({', '.join(p + '*' for p in TRUSTED_PREFIXES)}): loading it would run that code; pass "
+            "trust_remote_code=True (CLI --trust-remote-code) only if you trust where it came from")
 
 
 class StreamEncoder:

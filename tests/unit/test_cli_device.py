@@ -76,7 +76,7 @@ def test_main_places_codec_and_tensors(checkpoint, mini_clip, tmp_path, spy, mon
     loads = []
     real_load = Codec.from_pretrained
 
-    def from_pretrained(cls, source, map_location="cpu"):
+    def from_pretrained(cls, source, map_location="cpu", trust_remote_code=False):
         loads.append(str(map_location))
         return spy.watch(real_load(source))
 

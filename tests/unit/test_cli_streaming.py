@@ -55,6 +55,6 @@ def test_streaming_refused_for_a_codec_that_does_not_stream(mini_clip, tmp_path,
     codec = tiny_codec()
     codec.save_pretrained(tmp_path / "c", "codec: !apply:tests.conftest.tiny_codec []\n")
     assert main(["encode", str(mini_clip), str(tmp_path / "x.sbc"), "--checkpoint", str(tmp_path / "c"),
-                 "--streaming"]) == 1
+                 "--streaming", "--trust-remote-code"]) == 1  # tests.conftest is outside the toolkit
     err = capsys.readouterr().err
     assert "--streaming needs a causal codec" in err and err.count("\n") == 1
