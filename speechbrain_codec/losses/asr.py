@@ -113,6 +113,9 @@ class WhisperTokenLoss(_FrozenASRLoss):
         80–120 tokens).
     dtype : str
         ``"float32"`` or ``"bfloat16"`` (autocast, as FocalCodec-S).
+    max_batch : int
+        Utterances per Whisper forward inside the loss (FocalCodec-S: 32); the loss is the same
+        token-weighted mean over the whole batch.
 
     Example
     -------
@@ -128,9 +131,14 @@ class WhisperTokenLoss(_FrozenASRLoss):
         sample_rate: int = 16000,
         max_new_tokens: int = 224,
         dtype: str = "float32",
+        max_batch: int = 32,
     ) -> None:
         super().__init__(target, sample_rate)
         from transformers import WhisperForConditionalGeneration, WhisperTokenizer
+
+        if max_batch < 1:
+            raise CodecError(f"max_batch must be at least 1, not {max_batch}")
+        self.max_batch = max_batch
 
         try:
             self.model = self._freeze(WhisperForConditionalGeneration.from_pretrained(source))
@@ -220,9 +228,16 @@ class WhisperTokenLoss(_FrozenASRLoss):
         if (tgt != -100).sum() == 0:
             return sig_hat.sum() * 0.0  # nothing to score (empty pseudo-labels)
         feats = self.log_mel(sig_hat, lens)
-        with torch.autocast(sig_hat.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            logits = self.model(input_features=feats, decoder_input_ids=dec_in).logits
-        return nn.functional.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=-100)
+        total = sig_hat.new_zeros(())
+        for i in range(0, B, self.max_batch):  # Whisper in mini-batches (FocalCodec-S: 32), one token-weighted mean
+            part = slice(i, i + self.max_batch)
+            if (tgt[part] != -100).sum() == 0:
+                continue
+            with torch.autocast(sig_hat.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+                logits = self.model(input_features=feats[part], decoder_input_ids=dec_in[part]).logits
+            total = total + nn.functional.cross_entropy(logits.float().transpose(1, 2), tgt[part], ignore_index=-100,
+                                                        reduction="sum")
+        return total / (tgt != -100).sum()
 
 
 class CTCLoss(_FrozenASRLoss):

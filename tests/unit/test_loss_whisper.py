@@ -116,3 +116,18 @@ def test_lens_make_a_padded_batch_score_each_utterance_alone(whisper_dir):
     sig_hat.requires_grad_(True)
     pseudo(sig_hat, sig, None, langs, lens).backward()
     assert sig_hat.grad[1, 8000:].abs().sum() == 0 and sig_hat.grad[1, :8000].abs().sum() > 0
+
+
+def test_mini_batches_give_the_whole_batch_loss(whisper_dir):
+    """FocalCodec-S runs Whisper in mini-batches of 32 inside the loss (§3.3): with max_batch 1
+    (two utterances of different label lengths) the value is still one token-weighted mean, the
+    Hugging Face loss of the whole batch."""
+    whole = WhisperTokenLoss(str(whisper_dir), target="text")
+    split = WhisperTokenLoss(str(whisper_dir), target="text", max_batch=1)
+    sig, sig_hat = _sig(seed=0), _sig(seed=1)
+    texts, langs = ["hello world and more words", "codec"], ["en", "zh"]
+    labels = [whole.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    ref = _hf_loss(whole, sig_hat, labels, langs)
+    assert abs(split(sig_hat, sig, texts, langs).item() - ref.item()) < 1e-5
+    assert abs(whole(sig_hat, sig, texts, langs).item() - ref.item()) < 1e-5
+    assert whole.max_batch == 32
