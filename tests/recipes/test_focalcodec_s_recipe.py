@@ -7,6 +7,7 @@ test list has the offline tokens; a second run skips every stage."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -22,8 +23,31 @@ from .test_prepare_librispeech import build_librispeech
 RUN = ROOT / "recipes" / "Bilingual" / "focalcodec_s" / "run.sh"
 
 
-def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(RUN), *args], capture_output=True, text=True, env=env, timeout=2400)
+def run(args: list[str], env: dict, script: Path = RUN) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=2400)
+
+
+def langs_of(manifest: Path) -> set[str]:
+    with open(manifest, newline="", encoding="utf-8") as f:
+        return {row["lang"] for row in csv.DictReader(f)}
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("variant, lang", [("AISHELL-1", "zh"), ("LibriSpeech", "en")])
+def test_single_language_variants_prepare_one_language(shared_dir, tmp_path, variant, lang):
+    corpora = tmp_path / "corpora"
+    build_aishell(shared_dir, corpora / "aishell") if lang == "zh" else build_librispeech(shared_dir, corpora / "librispeech")
+    exp = tmp_path / "exp"
+    res = run(["--aishell", str(corpora / "aishell"), "--librispeech", str(corpora / "librispeech"), "--exp", str(exp),
+               "--debug", "true", "--experiments", "E1 G", "--stop_stage", "1"], _env(),
+              ROOT / "recipes" / variant / "focalcodec_s" / "run.sh")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for mix in ("mono25", "bi50"):
+        assert langs_of(exp / "data" / mix / "train.csv") == {lang}
+    assert langs_of(exp / "data" / "test.csv") == {lang}
 
 
 def test_chain_to_exp_k_under_torchrun_then_skipped(shared_dir, tmp_path):
@@ -31,7 +55,7 @@ def test_chain_to_exp_k_under_torchrun_then_skipped(shared_dir, tmp_path):
     build_aishell(shared_dir, corpora / "aishell", n_train=12)
     build_librispeech(shared_dir, corpora / "librispeech")
     exp = tmp_path / "exp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = _env()
     args = ["--aishell", str(corpora / "aishell"), "--librispeech", str(corpora / "librispeech"), "--exp", str(exp),
             "--debug", "true", "--experiments", "K", "--nproc", "2"]
     first = run(args, env)
@@ -45,6 +69,9 @@ def test_chain_to_exp_k_under_torchrun_then_skipped(shared_dir, tmp_path):
         bitrate = json.loads((exp / "systems" / x / "bitstreams" / "bitrate.json").read_text())
         assert bitrate["nominal_bitrate"] == rate
     assert "initialised from" in out and "initialised codec <-" in out  # grow and continue
+    # Exp E / F train on Mandarin only; the bilingual mixes and the test list hold both languages
+    assert langs_of(exp / "data" / "mono25" / "train.csv") == {"zh"} == langs_of(exp / "data" / "mono25" / "valid.csv")
+    assert langs_of(exp / "data" / "bi100" / "train.csv") == {"zh", "en"} == langs_of(exp / "data" / "test.csv")
     log_k = (exp / "train" / "K" / "train_log.txt").read_text()
     assert "lr_new: 5.00000e-04" in log_k and "lr_old: 5.00000e-05" in log_k and "train asr" in log_k
     assert "train asr" not in (exp / "train" / "H" / "train_log.txt").read_text()

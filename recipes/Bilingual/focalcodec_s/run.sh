@@ -40,6 +40,7 @@ nproc=1                 # training processes (torchrun --nproc_per_node; gloo on
 label_batch=16          # chunks per Whisper batch in stage 2
 asrs="whisper:openai/whisper-large-v3 ctc:facebook/wav2vec2-base-960h whisper:openai/whisper-small"  # evaluation ASRs
 metrics="pesq,stoi,dnsmos"      # evaluation metrics (MOS: DNSMOS; UTMOS with a local checkpoint)
+freeze_refiner=false    # true: freeze the decompressor's refiner in stages 2-3, as the original's optimiser groups did
 train_args=""           # extra trainer overrides for every training, shell-quoted
 
 . "$root/tools/parse_options.sh"
@@ -57,12 +58,12 @@ echo "$command_line  # $(date -Is)" >> "$exp/commands.log"
 # of the parent's weights), its data mix, its parent, what trains, the ASR-loss weight
 declare -A STAGE=([E1]=1 [F1]=1 [E2]=2 [F2]=2 [E3]=3 [G]=2 [H]=2 [I]=2 [J]=2 [K]=3)
 declare -A START=([E1]=base [F1]=base [E2]=grow [F2]=grow [E3]=grow [G]=grow [H]=continue [I]=continue [J]=continue [K]=grow)
-declare -A MIX=([E1]=zh25 [F1]=zh25 [E2]=zh25 [F2]=zh25 [E3]=zh25 [G]=bi50 [H]=bi100 [I]=bi100 [J]=bi100 [K]=bi100)
+declare -A MIX=([E1]=mono25 [F1]=mono25 [E2]=mono25 [F2]=mono25 [E3]=mono25 [G]=bi50 [H]=bi100 [I]=bi100 [J]=bi100 [K]=bi100)
 declare -A PARENT=([E1]="" [F1]="" [E2]=E1 [F2]=F1 [E3]=E2 [G]=E1 [H]=G [I]=G [J]=H [K]=J)
 declare -A MODE=([E1]=decompressor_only [F1]=both_ste)   # stage 1 only; later stages: both_ste
 declare -A ASR_WEIGHT=([J]=30 [K]=20)
 # hours of training data per language (~; the authors published no file lists)
-declare -A HOURS=([zh25]="zh=25" [bi50]="zh=25,en=25" [bi100]="zh=50,en=50")
+declare -A HOURS=([mono25]="zh=25,en=25" [bi50]="zh=25,en=25" [bi100]="zh=50,en=50")
 valid_hours=1; hours_scale=1
 if [ "$debug" = true ]; then hours_scale=0.0004; valid_hours=0.01; fi   # 25 h -> 36 s
 
@@ -91,21 +92,38 @@ if [ "$debug" = true ]; then
 fi
 
 # ---------------------------------------------------------------- 1. prepare
-hours_of() {  # hours_of zh=25,en=25 SCALE -> the languages asked, hours x SCALE
-  local out="" kv
-  for kv in ${1//,/ }; do
-    [[ " $langs " == *" ${kv%%=*} "* ]] || continue
-    out+="${out:+,}${kv%%=*}=$(awk -v h="${kv#*=}" -v s="$2" 'BEGIN { print h * s }')"
+# mono25 (Exp E, F): 25 h of one language, AISHELL-1 (zh) unless --langs en; bi50 / bi100: every
+# language of --langs. Validation: 1 h per language of the mix; the test list (mix "test"): every
+# language of --langs. Every mix gets every corpus as a source, so all share one {data_root}.
+primary=zh; [[ " $langs " == *" zh "* ]] || primary=en
+mix_langs() { case $1 in mono25) echo "$primary" ;; *) echo "$langs" ;; esac; }
+hours_of() {  # hours_of MIX zh=25,en=25 SCALE -> the mix's languages, hours x SCALE
+  local out="" kv ml; ml=" $(mix_langs "$1") "
+  for kv in ${2//,/ }; do
+    [[ $ml == *" ${kv%%=*} "* ]] || continue
+    out+="${out:+,}${kv%%=*}=$(awk -v h="${kv#*=}" -v s="$3" 'BEGIN { print h * s }')"
   done
   echo "$out"
 }
-sources=(); split_train=(); split_valid=(); split_test=()
-for l in $langs; do
-  if [ "$l" = zh ]; then sources+=(--source "zh=$data/AISHELL-1"); split_train+=(zh:train); split_valid+=(zh:dev); split_test+=(zh:test)
-  else sources+=(--source "en=$data/LibriSpeech"); split_train+=(en:train-clean-100); split_valid+=(en:dev-clean); split_test+=(en:test-clean); fi
-done
 join() { local IFS=,; echo "$*"; }
-splits=(--split "train=$(join "${split_train[@]}")" --split "valid=$(join "${split_valid[@]}")" --split "test=$(join "${split_test[@]}")")
+splits_of() {  # splits_of SPLIT... -> --split SPLIT=lang:corpus_split,... for the mix's languages
+  local mix=$1; shift
+  local split l parts
+  for split in "$@"; do
+    parts=()
+    for l in $(mix_langs "$mix"); do
+      case $l:$split in
+        zh:train) parts+=(zh:train) ;; zh:valid) parts+=(zh:dev) ;; zh:test) parts+=(zh:test) ;;
+        en:train) parts+=(en:train-clean-100) ;; en:valid) parts+=(en:dev-clean) ;; en:test) parts+=(en:test-clean) ;;
+      esac
+    done
+    printf -- '--split\n%s=%s\n' "$split" "$(join "${parts[@]}")"
+  done
+}
+sources=()
+for l in $langs; do
+  if [ "$l" = zh ]; then sources+=(--source "zh=$data/AISHELL-1"); else sources+=(--source "en=$data/LibriSpeech"); fi
+done
 k_prepare=$(stage_key prepare "$aishell" "$librispeech" "$langs" "$mixes" "$hours_scale" "$valid_hours" "$test_per_lang" \
   "$(hash_files "$root/recipes/AISHELL-1/aishell_prepare.py" "$root/recipes/LibriSpeech/librispeech_prepare.py" "$root/recipes/Bilingual/bilingual_prepare.py")")
 if run_stage $s_prepare "prepare AISHELL-1 / LibriSpeech and the data mixes ($(echo $mixes))"; then
@@ -113,25 +131,28 @@ if run_stage $s_prepare "prepare AISHELL-1 / LibriSpeech and the data mixes ($(e
     [[ " $langs " == *" zh "* ]] && python "$root/recipes/AISHELL-1/aishell_prepare.py" --data_folder "$aishell" --save_folder "$data/AISHELL-1"
     [[ " $langs " == *" en "* ]] && python "$root/recipes/LibriSpeech/librispeech_prepare.py" --data_folder "$librispeech" --save_folder "$data/LibriSpeech"
     for mix in $mixes; do
-      python "$root/recipes/Bilingual/bilingual_prepare.py" --save_folder "$data/$mix" "${sources[@]}" "${splits[@]}" \
-        --hours "train:$(hours_of "${HOURS[$mix]}" "$hours_scale")" --hours "valid:$(hours_of "zh=$valid_hours,en=$valid_hours" 1)"
+      mapfile -t mix_splits < <(splits_of "$mix" train valid)
+      python "$root/recipes/Bilingual/bilingual_prepare.py" --save_folder "$data/$mix" "${sources[@]}" "${mix_splits[@]}" \
+        --hours "train:$(hours_of "$mix" "${HOURS[$mix]}" "$hours_scale")" --hours "valid:$(hours_of "$mix" "zh=$valid_hours,en=$valid_hours" 1)"
     done
     # the test list: the first rows of each language's test split (the seed: 2000 each, §1.1)
-    first_mix=$(echo "$mixes" | head -1)
-    python -m speechbrain_codec.bin.manifest_subset "$data/$first_mix/test.csv" "$test_csv" --first "$test_per_lang" > /dev/null
+    mapfile -t test_splits < <(splits_of test test)
+    python "$root/recipes/Bilingual/bilingual_prepare.py" --save_folder "$data/test_all" "${sources[@]}" "${test_splits[@]}"
+    python -m speechbrain_codec.bin.manifest_subset "$data/test_all/test.csv" "$test_csv" --first "$test_per_lang" > /dev/null
     mark_done "$data/.done" "$k_prepare"
   fi
 fi
 # every mix has the same {data_root}: the deepest folder holding every corpus
 data_folder=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['options']['data_root'])" \
-  "$data/$(echo "$mixes" | head -1)/bilingual_prepare.json" 2>/dev/null || echo "")
+  "$data/test_all/bilingual_prepare.json" 2>/dev/null || echo "")
 
 # ---------------------------------------------------------------- 2. pseudo-labels
 # Whisper's greedy transcript of every clean 3-s chunk (language per row), for the data mixes of
 # the experiments trained with the ASR loss
 k_labels=$(stage_key labels "$k_prepare" "$whisper" "$debug")
-label_mixes=$(for x in "${order[@]}"; do [ -n "${ASR_WEIGHT[$x]:-}" ] && echo "${MIX[$x]}"; done | sort -u)
-label_args=(); [ "$debug" = true ] && label_args=(--max_new_tokens 8)
+label_mixes=$(for x in "${order[@]}"; do if [ -n "${ASR_WEIGHT[$x]:-}" ]; then echo "${MIX[$x]}"; fi; done | sort -u)
+label_args=(--dtype bfloat16)   # decoded under bf16 autocast, as the loss runs Whisper (§3.3)
+[ "$debug" = true ] && label_args=(--max_new_tokens 8)
 for mix in $label_mixes; do
   if run_stage $s_labels "Whisper pseudo-labels of the $mix chunks ($whisper)"; then
     require "$data/$mix/train.csv" $s_prepare prepare
@@ -158,6 +179,7 @@ for x in "${order[@]}"; do
     grow) files=("$here/hparams/stage$st.yaml"); kind=(--init_from "$exp/train/$parent/codec") ;;
     continue) files=("$here/hparams/continue.yaml"); kind=(--init_weights "[{module: codec, source: $exp/train/$parent/codec}]") ;;
   esac
+  [ "$freeze_refiner" = true ] && [ "$st" -gt 1 ] && kind+=(--freeze_modules "[decompressor.refiner]")
   [ "$debug" = true ] && files+=("$here/hparams/debug.yaml")
   [ ${#files[@]} -gt 0 ] && kind+=(--overrides_file "$(join "${files[@]}")")
   loss=(); weights="{feature: 1.0, mel: 5.0, stft: 2.0}"
@@ -172,10 +194,15 @@ for x in "${order[@]}"; do
     [ -n "${ASR_WEIGHT[$x]:-}" ] && require "$exp/labels/$mix/.done" $s_labels "pseudo-labels"
     [ -n "$parent" ] && require "$exp/train/$parent/codec/codec.ckpt" $s_train "train $parent"
   fi
-  key=$(stage_key "train_$x" "$k_prepare" "${parent:+${K_TRAIN[$parent]}}" "${ASR_WEIGHT[$x]:+$k_labels}" "$base" \
+  # the parent's export fingerprint (config + weights): a retrained parent retrains its children
+  parent_hash=""
+  if [ -n "$parent" ] && [ -f "$exp/train/$parent/codec/codec.json" ]; then parent_hash=$(hash_files "$exp/train/$parent/codec/codec.json"); fi
+  key=$(stage_key "train_$x" "$k_prepare" "${parent:+${K_TRAIN[$parent]}}" "$parent_hash" "${ASR_WEIGHT[$x]:+$k_labels}" "$base" "$freeze_refiner" \
     "$(hash_files "$here/hparams/train.yaml" "$here/hparams/stage2.yaml" "$here/hparams/stage3.yaml" "$here/hparams/continue.yaml" "$here/hparams/codec/focalcodec_s.yaml")" \
     "$debug" "$weights" "$train_args")
-  stage_train "train Exp $x (stage $st, ${START[$x]}${parent:+ from $parent}, $mix)" "$key" \
+  # --stage 3 retrains the experiments named in --experiments, not the parents added for them
+  force=${given_stage:-false}; [[ " $experiments " == *" $x "* ]] || force=false
+  given_stage=$force stage_train "train Exp $x (stage $st, ${START[$x]}${parent:+ from $parent}, $mix)" "$key" \
     "$here/hparams/train.yaml" --data_folder "$data_folder" --manifest_folder "$data/$mix" \
     --codec_hparams "$here/hparams/codec/focalcodec_s.yaml" \
     --codec_overrides "{base: $base, extra_layers: $((st - 1))}" --device "$device" \
@@ -214,7 +241,9 @@ for x in "${systems[@]}"; do
         mark_done "$exp/streaming/.done" "$k_stream"
       fi
     fi
-    printf '{"stage": %s}\n' "$stage_no" > "$exp/decoded/system.json.tmp" && mv "$exp/decoded/system.json.tmp" "$exp/decoded/system.json" )
+    if [ -d "$exp/decoded" ]; then  # facts the report shows
+      printf '{"stage": %s}\n' "$stage_no" > "$exp/decoded/system.json.tmp" && mv "$exp/decoded/system.json.tmp" "$exp/decoded/system.json"
+    fi )
 done
 
 # ---------------------------------------------------------------- 5. evaluate, once per ASR
