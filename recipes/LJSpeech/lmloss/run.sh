@@ -186,12 +186,15 @@ if [ "$variant" != none ]; then
   if run_stage $s_phase3 "check phase-2 outputs" >/dev/null; then
     require "$exp/phase2_$config/codec/codec.ckpt" $s_phase2 "phase 2"
     [ "$variant" = ttr ] && require "$ttr_ckpt" $s_ttr "TTR pretraining"
+    [ "$variant" = ttr ] && require "$exp/align/.done" $s_align "word alignments"
   fi
+  align_args=(); [ "$variant" = ttr ] && align_args=(--alignment_folder "$exp/align")
   stage_train "phase 3: $variant loss ($config)" \
     "$(stage_key phase3 "$k_phase2" "$variant" "$(hash_files "$here/hparams/phase3.yaml")" "$debug" "$train_args")" \
     "$here/hparams/phase3.yaml" "${common[@]}" "${caches[@]}" --variant "$variant" --disc_width "$disc_width" \
     --phase2_codec "$exp/phase2_$config/codec" --init_from_content "$exp/vq_content/codec" \
     --ttr_checkpoint "$ttr_ckpt" --whisper_source "$whisper" --wavlm_source "$wavlm" --bert_source "$bert" \
+    "${align_args[@]}" \
     --codec_hparams "$here/hparams/codec/lmloss.yaml" --codec_overrides "$( [ -f "$f0_stats" ] && codec_overrides codes || echo '{}')"
   codec_dir=$train_dir/codec; system=${variant}_$config
 fi
