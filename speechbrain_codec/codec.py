@@ -383,7 +383,11 @@ class Codec(nn.Module):
         yaml_text = (folder / CODEC_YAML).read_text(encoding="utf-8")
         check_trusted(yaml_text, folder / CODEC_YAML, trust_remote_code)
         codec = load_hyperpyyaml(io.StringIO(yaml_text))["codec"]
-        state = torch.load(folder / CODEC_CKPT, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(folder / CODEC_CKPT, map_location=map_location, weights_only=True)
+        except Exception as err:  # not a (weights-only) PyTorch file: truncated, another format, pickled code
+            raise CodecError(f"{folder / CODEC_CKPT}: not a PyTorch state dict ({type(err).__name__}); "
+                             "export the checkpoint again (training stage)") from None
         load_state_checked(codec, state, str(folder / CODEC_CKPT), f"Export the checkpoint and {CODEC_YAML} together")
         meta_path = folder / CODEC_META
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

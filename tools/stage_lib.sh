@@ -4,6 +4,7 @@
 #   stage_done N STAMP KEY -> true (skip) when STAMP holds KEY and the stage was not forced
 #   mark_done STAMP KEY    -> write KEY to STAMP atomically
 #   require PATH N NAME    -> stop with a clear message if PATH (made by stage N) is missing
+#   lock_exp               -> one run per experiment folder (a second one stops with one line)
 # A stage is forced when --stage was given explicitly and N >= stage: `--stage N` re-runs
 # from stage N even if its outputs exist.
 
@@ -38,3 +39,14 @@ require() {
 
 # A key for stamps: the options given, plus the stamps of the stages it depends on.
 stage_key() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
+
+# One run per experiment folder: hold an exclusive lock on <exp>/.lock for the life of run.sh (and
+# of the processes it starts); a second run on the same folder stops with one line.
+lock_exp() {
+  command -v flock > /dev/null || return 0  # util-linux; without it, no lock
+  exec 9> "$exp/.lock"
+  if ! flock -n 9; then
+    echo "$0: another run is using $exp (its lock: $exp/.lock); wait for it to finish, or use another --exp" >&2
+    exit 1
+  fi
+}

@@ -44,6 +44,7 @@ if [ "$stop_stage" -lt "$stage" ]; then
 fi
 [ "$nproc" -ge 1 ] || { echo "$0: --nproc must be at least 1" >&2; exit 1; }
 mkdir -p "$exp"
+lock_exp
 # replayable history of this experiment: one line per invocation, the command as typed
 # (shell-quoted, run from the folder it was typed in), then the date as a comment
 echo "$command_line  # $(date -Is)" >> "$exp/commands.log"

@@ -71,7 +71,8 @@ def load_audio(
     Returns
     -------
     torch.Tensor
-        ``[T]`` float32 in [-1, 1].
+        ``[T]`` float32, in [-1, 1] unless a floating-point file holds larger samples (kept,
+        with a notice).
 
     Raises
     ------
@@ -99,6 +100,9 @@ def load_audio(
         raise CodecError(f"{path}: the file holds no samples; remove it from the manifest or re-record it")
     if not np.all(np.isfinite(data)):
         raise CodecError(f"{path}: the audio holds NaN or infinite samples; re-export it")
+    peak = float(np.abs(data).max())
+    if peak > 1.0 and notices:  # only a floating-point file can hold these
+        logger.warning("%s: samples beyond +-1 (peak %.2f): kept as they are; decoded audio is clipped to +-1", path, peak)
     if data.shape[1] > 1:
         if notices:
             logger.warning("%s: %d channels, averaged to mono", path, data.shape[1])

@@ -21,8 +21,9 @@ def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
     Raises
     ------
     CodecError
-        Missing file (with the stage that writes it), missing columns, duplicate IDs, or text
-        that is not UTF-8.
+        Missing or empty file (with the stage that writes it), missing columns, a row with
+        too few or too many fields, an empty or duplicate ID, a duration that is not a
+        number, or text that is not UTF-8 (a UTF-8 byte-order mark is accepted).
 
     Example
     -------
@@ -37,20 +38,37 @@ def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
     if not path.is_file():
         raise CodecError(f"{path}: manifest missing; it is written by the data preparation stage")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a UTF-8 byte-order mark is dropped
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = list(reader.fieldnames or [])
     except UnicodeDecodeError as err:
         raise CodecError(f"{path}: not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
-    if rows and not {"ID", "wav"} <= set(rows[0]):
-        raise CodecError(f"{path}: needs columns ID and wav, has {list(rows[0])}")
+    except csv.Error as err:
+        raise CodecError(f"{path}: not a CSV manifest ({err})") from None
+    if not {"ID", "wav"} <= set(fields):
+        raise CodecError(f"{path}: needs columns ID and wav, has {fields}" if fields else
+                         f"{path}: empty (no header, no utterances); run the data preparation stage again")
+    if not rows:
+        raise CodecError(f"{path}: holds no utterances (header only); run the data preparation stage again")
     out: dict[str, dict] = {}
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+            raise CodecError(f"{path}: line {line} ({row['ID'] or 'no ID'}) has {n} fields, the header has "
+                             f"{len(fields)}; fix the row (a comma inside an unquoted text?)")
+        if not row["ID"]:
+            raise CodecError(f"{path}: line {line} has an empty ID")
         if row["ID"] in out:
             raise CodecError(f"{path}: duplicate ID {row['ID']}")
         if data_root is not None:
             row["wav"] = row["wav"].replace("{data_root}", str(data_root))
         if "duration" in row and row["duration"] not in (None, ""):
-            row["duration"] = float(row["duration"])
+            try:
+                row["duration"] = float(row["duration"])
+            except ValueError:
+                raise CodecError(f"{path}: line {line} ({row['ID']}): duration {row['duration']!r} is not a number "
+                                 "(seconds)") from None
         out[row["ID"]] = row
     return out
 

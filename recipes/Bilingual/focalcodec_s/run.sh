@@ -51,6 +51,7 @@ s_prepare=1; s_labels=2; s_train=3; s_encode=4; s_decode=4; s_evaluate=5; s_repo
 [ "$stop_stage" -ge "$stage" ] || { echo "$0: --stop_stage $stop_stage is before --stage $stage" >&2; exit 1; }
 for l in $langs; do case $l in zh|en) ;; *) echo "$0: --langs takes zh and/or en, not $l" >&2; exit 1 ;; esac; done
 mkdir -p "$exp"
+lock_exp
 echo "$command_line  # $(date -Is)" >> "$exp/commands.log"
 
 # -------- the experiments (focalcodec_s.md §1.1, §2.3, §3, §4): stage (token rate), how it

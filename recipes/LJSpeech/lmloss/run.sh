@@ -50,6 +50,7 @@ s_encode=9; s_decode=10; s_evaluate=11; s_report=12; s_listening=13
 case $config in 2_5) codes=32 ;; 2_6) codes=64 ;; *) echo "$0: --config 2_5 or 2_6, not $config" >&2; exit 1 ;; esac
 case $variant in asr|ttr|distill|none) ;; *) echo "$0: --variant asr, ttr, distill or none" >&2; exit 1 ;; esac
 mkdir -p "$exp"
+lock_exp
 echo "$command_line  # $(date -Is)" >> "$exp/commands.log"
 
 data=$exp/data                  # manifests (train / val / test at 16 kHz, 1280-padded)
