@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -150,21 +151,83 @@ def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
     return out
 
 
-def _job(system: str, uid: str, ref_path: str, deg_path: str, lang: str) -> tuple[str, str, dict]:
+class _JobTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _JobTimeout()
+
+
+def _job(system: str, uid: str, ref_path: str, deg_path: str, lang: str,
+         timeout: float | None = None) -> tuple[str, str, dict]:
+    """Score one utterance; any failure, or taking longer than ``timeout`` seconds (a metric or
+    the ASR hanging; SIGALRM, so a hang inside C code ends when it returns to Python), is that
+    utterance's ``error``."""
+    import signal
+
+    alarm = timeout and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         ref = load_audio(ref_path, SAMPLE_RATE, notices=False).numpy()
         deg = ref if deg_path == ref_path else load_audio(deg_path, SAMPLE_RATE, notices=False).numpy()
         return system, uid, _score(ref, deg, lang)
+    except _JobTimeout:
+        return system, uid, {"error": f"timed out after {timeout:g} s (a metric or the ASR hung; --job-timeout)"}
     except CodecError as err:
         return system, uid, {"error": str(err)}
     except Exception as err:  # a metric package failing on one clip must not stop the evaluation
         return system, uid, {"error": f"{type(err).__name__}: {str(err).strip()}"}
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, ctx, init: tuple) -> list[tuple[str, str, dict]]:
+    """Every job in a pool of ``workers`` processes. A worker that dies (a metric's native code
+    crashing, the OOM killer) breaks the pool: the jobs it left are then run one at a time in a
+    fresh pool, so the one that kills its worker again is found, recorded as that utterance's
+    error, and the rest complete."""
+    done: dict[int, tuple] = {}
+    remaining = list(range(len(jobs)))
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
+        futures = {pool.submit(_job, *jobs[i]): i for i in remaining}
+        for future in cf.as_completed(futures):
+            try:
+                done[futures[future]] = future.result()
+            except cf.process.BrokenProcessPool:
+                pass
+    remaining = [i for i in remaining if i not in done]
+    if remaining:
+        logger.warning("a worker process died; %d jobs left, run one at a time to find the one that kills it",
+                       len(remaining))
+    pool = None
+    try:
+        for i in remaining:
+            if pool is None:
+                pool = cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=init)
+            try:
+                done[i] = pool.submit(_job, *jobs[i]).result()
+            except cf.process.BrokenProcessPool:
+                name, uid = jobs[i][:2]
+                done[i] = (name, uid, {"error": "the worker process died scoring it (a metric or the ASR crashed)"})
+                pool.shutdown(wait=False)
+                pool = None
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return [done[i] for i in range(len(jobs))]
 
 
 # ---------------------------------------------------------------------- main side
 def _summary(per_utt: dict, rows: dict, ref_hyps: dict) -> dict:
     scored = [u for u in per_utt.values() if "error" not in u]
     summary: dict = {"utterances": len(scored), "failed": len(per_utt) - len(scored)}
+    if summary["failed"]:  # the averages below cover the `utterances` scored; these are not in them
+        summary["failures"] = {uid: u["error"] for uid, u in per_utt.items() if "error" in u}
     keys = sorted({k for u in scored for k, v in u.items() if isinstance(v, (int, float)) and k != "delay"})
     for key in keys:
         values = [u[key] for u in scored if u.get(key) is not None]
@@ -212,8 +275,14 @@ def evaluate_systems(
     utmos_path: str | None = None,
     spk_model: str = "resemblyzer",
     device: str = "cpu",
+    job_timeout: float | None = 600.0,
 ) -> dict:
     """Score each system folder against the manifest; returns the results dictionary.
+
+    ``job_timeout``: seconds one utterance may take (all its metrics and the ASR); longer is
+    that utterance's error. A worker process that dies is replaced and the utterance that killed
+    it recorded as failed; each summary's ``utterances`` counts what its averages cover, and
+    ``failures`` lists the rest.
 
     ``spk_model``: ``resemblyzer`` or a transformers x-vector model (hub id or path, e.g.
     ``microsoft/wavlm-base-plus-sv``) for the ``spk`` metric. ``device`` runs the neural ASR
@@ -233,12 +302,11 @@ def evaluate_systems(
     for name, folder in [("original", None), *systems.items()]:
         for uid, row in rows.items():
             deg = row["wav"] if folder is None else str(Path(folder) / f"{uid}.wav")
-            jobs.append((name, uid, row["wav"], deg, (row.get("lang") or "en")[:2]))
+            jobs.append((name, uid, row["wav"], deg, (row.get("lang") or "en")[:2], job_timeout))
     init = (asr, tuple(metrics), utmos_path, 1 if workers > 1 else 2, spk_model, str(device))
     if workers > 1:
         ctx = multiprocessing.get_context("spawn" if str(device).startswith("cuda") else "fork")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
-            done = list(pool.map(_job, *zip(*jobs)))
+        done = _run_jobs(jobs, workers, ctx, init)
     else:
         _init_worker(*init)
         done = [_job(*j) for j in jobs]
@@ -283,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utmos", default=None, help="TorchScript UTMOS checkpoint (for metric utmos)")
     p.add_argument("--spk-model", default="resemblyzer", help="resemblyzer or a transformers x-vector id/path")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--job-timeout", type=float, default=600.0,
+                   help="seconds one utterance may take (metrics + ASR) before it is recorded as failed")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps: where the neural ASR runs")
     p.add_argument("--out", required=True, help="results.json to write")
     args = p.parse_args(argv)
@@ -300,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = tuple(m for m in ALL_METRICS if m != "utmos") if args.metrics == "all" else tuple(
         m.strip() for m in args.metrics.split(",") if m.strip())
     results = evaluate_systems(args.manifest, systems, args.data_root, metrics, args.asr, args.workers, args.utmos,
-                               args.spk_model, device)
+                               args.spk_model, device, args.job_timeout)
     atomic_write_json(args.out, results)
     print(f"evaluated {len(systems) + 1} systems x {len(read_manifest(args.manifest))} utterances with "
           f"{args.workers} workers in {results['wall_seconds']} s -> {args.out}")

@@ -1,0 +1,61 @@
+"""Evaluation under fault (fork workers inherit the patched scorer): one utterance whose metric
+raises, one whose worker process dies (os._exit, as a native crash or the OOM killer would), one
+that hangs past --job-timeout. The run completes, each failure is listed with its reason, and the
+averages say how many utterances they cover."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechbrain_codec import evaluate
+from speechbrain_codec.dataio import load_audio, write_manifest
+from speechbrain_codec.evaluate import evaluate_systems
+
+from ..conftest import MINI_DATA
+
+IDS = ["sense_and_sensibility_01_austen_64kb-0880", "slt_arctic_a0009", "1089-134686-0001", "LJ001-0004"]
+BAD = {IDS[1]: "raise", IDS[2]: "die", IDS[3]: "hang"}
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    rows, system = [], tmp_path / "sys"
+    system.mkdir()
+    for uid in IDS:
+        rows.append({"ID": uid, "duration": 0, "wav": f"{{data_root}}/audio/en/{uid}.flac", "spk_id": "s", "lang": "en",
+                     "text": ""})
+        sf.write(system / f"{uid}.wav", load_audio(MINI_DATA / "audio" / "en" / f"{uid}.flac", 16000).numpy(), 16000)
+    write_manifest(tmp_path / "m.csv", rows)
+    real = evaluate._score
+    parent = os.getpid()
+
+    def faulty(ref, deg, lang):
+        kind = next((k for uid, k in BAD.items() if len(deg) == len(_lens[uid]) and np.allclose(deg, _lens[uid])), None)
+        if kind == "raise":
+            raise RuntimeError("pesq: no utterances detected")
+        if kind == "die" and os.getpid() != parent:
+            os._exit(3)
+        if kind == "hang":
+            time.sleep(60)
+        return real(ref, deg, lang)
+
+    _lens = {uid: load_audio(system / f"{uid}.wav", 16000, notices=False).numpy() for uid in BAD}
+    monkeypatch.setattr(evaluate, "_score", faulty)
+    return tmp_path / "m.csv", system
+
+
+def test_the_run_completes_and_lists_each_failure(setup):
+    manifest, system = setup
+    start = time.time()
+    res = evaluate_systems(manifest, {"sys": system}, MINI_DATA, metrics=("stoi",), asr="none", workers=2, job_timeout=3)
+    assert time.time() - start < 50  # the hang was cut at 3 s, not waited for
+    s = res["systems"]["sys"]["summary"]
+    assert s["utterances"] == 1 and s["failed"] == 3 and s["stoi"] > 0.9  # the average covers the one left
+    f = s["failures"]
+    assert "pesq: no utterances detected" in f[IDS[1]]
+    assert "worker process died" in f[IDS[2]]
+    assert "timed out after 3 s" in f[IDS[3]]
+    assert IDS[0] not in res["systems"]["original"]["summary"]["failures"]  # the same clips fail as the original row
