@@ -141,7 +141,7 @@ from torch.utils.data import DistributedSampler
 
 from ..codec import CodecOutput
 from ..dataio import read_manifest
-from ..training import CodecBrain, GANCodecBrain, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
+from ..training import AtomicCheckpointer, CodecBrain, GANCodecBrain, fit_codebook_if_needed, load_codec_yaml, segment_pipeline
 from ..training.brain import DEFAULT_INPUTS
 from ..utils import CodecError
 
@@ -985,6 +985,10 @@ def main(argv: list[str]) -> None:
     if isinstance(hparams.get("lr_schedule"), functools.partial):  # a factory; null: a constant rate
         hparams["lr_schedule"] = hparams["lr_schedule"](total_steps=max(1, total_steps))
     checkpointer = hparams["checkpointer"]
+    if type(checkpointer) is sb.utils.checkpoints.Checkpointer:
+        # the hparams' plain Checkpointer, made kill-safe (same folder and recoverables; the
+        # subclass adds no state): a checkpoint counts once completely written
+        checkpointer.__class__ = AtomicCheckpointer
     checkpointer.add_recoverable("codec", codec)
     checkpointer.add_recoverable("dataloader-TRAIN", train_loader)
     modules = {"codec": codec}

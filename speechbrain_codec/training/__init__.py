@@ -2,6 +2,7 @@
 schedules, codebook fitting."""
 
 from .brain import CodecBrain, EpochExponential, WarmupCosine, fit_codebook_if_needed, load_codec_yaml, segment_pipeline, with_variant
+from .checkpoints import AtomicCheckpointer
 from .gan import GANCodecBrain
 
-__all__ = ["CodecBrain", "EpochExponential", "GANCodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline", "with_variant"]
+__all__ = ["AtomicCheckpointer", "CodecBrain", "EpochExponential", "GANCodecBrain", "WarmupCosine", "fit_codebook_if_needed", "load_codec_yaml", "segment_pipeline", "with_variant"]

@@ -6,8 +6,8 @@ the fix, and nothing written: an output that existed before is untouched).
 
 The README section "What happens when things go wrong" is this table; a test checks that it
 lists every case with its outcome. Cases tested elsewhere in depth (every header field of a
-``.sbc`` flipped or cut: test_cli_robustness.py; fuzzing: test_fuzz_bitstream.py; kill and resume:
-test_bin_train_codec.py) appear here once each.
+``.sbc`` flipped or cut: test_cli_robustness.py; fuzzing: test_fuzz_bitstream.py; kill -9 and
+resume: test_kill_resume.py) appear here once each.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""Checkpoints that a kill cannot corrupt.
+
+SpeechBrain's :class:`~speechbrain.utils.checkpoints.Checkpointer` writes a checkpoint folder's
+``CKPT.yaml`` first and the state files after it, so a process killed while saving leaves a
+folder that looks finished and holds a half-written file; the next run would load it and crash
+(or worse, load a truncated state). :class:`AtomicCheckpointer` writes a ``COMPLETE`` marker
+(fsynced) after the last state file and only lists folders that have it; a folder without it is
+renamed ``INCOMPLETE+<name>`` (kept for inspection, never loaded) with a warning, so a resumed run
+starts from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import if_main_process
+
+__all__ = ["AtomicCheckpointer", "COMPLETE"]
+
+logger = logging.getLogger("speechbrain_codec")
+COMPLETE = "COMPLETE"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """A :class:`Checkpointer` whose checkpoints count only once completely written.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> d = Path(tempfile.mkdtemp())
+    >>> ck = AtomicCheckpointer(d, {"lin": torch.nn.Linear(2, 2)})
+    >>> saved = ck.save_checkpoint()
+    >>> (saved.path / COMPLETE).is_file(), len(ck.list_checkpoints())
+    (True, 1)
+    >>> (saved.path / COMPLETE).unlink()  # as if killed before the end of the save
+    >>> ck.list_checkpoints()
+    []
+    """
+
+    def save_checkpoint(self, *args, **kwargs):
+        ckpt = super().save_checkpoint(*args, **kwargs)
+        if ckpt is not None:  # the main process, once every state file is written
+            with open(ckpt.path / COMPLETE, "w", encoding="utf-8") as f:
+                f.write("complete\n")
+                f.flush()
+                os.fsync(f.fileno())
+        return ckpt
+
+    def _list_checkpoint_dirs(self):
+        dirs = super()._list_checkpoint_dirs()
+        complete = [d for d in dirs if (d / COMPLETE).is_file()]
+        for d in dirs:
+            if d in complete:
+                continue
+            if if_main_process():
+                target = d.with_name(f"INCOMPLETE+{d.name}")
+                logger.warning("%s: an interrupted save (no %s marker); moved to %s and not loaded", d, COMPLETE, target)
+                try:
+                    os.replace(d, target)
+                except OSError:  # another process moved it, or the target exists: it is skipped either way
+                    pass
+        return complete
