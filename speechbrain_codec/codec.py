@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -431,8 +430,26 @@ class Codec(nn.Module):
 
 #: what a codec.yaml may call without ``trust_remote_code``: the toolkit's own lobes and torch's modules
 TRUSTED_PREFIXES = ("speechbrain_codec.", "torch.nn.")
-_CALL_TAG = re.compile(r"!(new|apply|name|module):([^\s\[\]{},]+)")
-_OTHER_CODE_TAGS = re.compile(r"!(include|apply_ref):")
+_CALL_TAGS = ("!new:", "!apply:", "!name:", "!module:")
+
+
+def _tags(yaml_text: str) -> list[str]:
+    """Every node tag of a YAML text (comments and strings are not tags)."""
+    import yaml
+
+    try:
+        root = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        raise CodecError(f"not valid YAML ({str(err).splitlines()[0]})") from None
+    tags, todo = [], [root] if root is not None else []
+    while todo:
+        node = todo.pop()
+        tags.append(node.tag)
+        if isinstance(node, yaml.MappingNode):
+            todo.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+    return tags
 
 
 def check_trusted(yaml_text: str, where: str | os.PathLike = "codec.yaml", trust_remote_code: bool = False) -> None:
@@ -441,11 +458,11 @@ def check_trusted(yaml_text: str, where: str | os.PathLike = "codec.yaml", trust
     Every ``!new:`` / ``!apply:`` / ``!name:`` / ``!module:`` target must start with one of
     ``TRUSTED_PREFIXES``, and ``!include:`` is not allowed (it reads other files); otherwise
     loading would run whatever the file names (``!apply:os.system``), so it needs
-    ``trust_remote_code=True``.
+    ``trust_remote_code=True``. Comments do not count.
 
     Example
     -------
-    >>> check_trusted("codec: !new:speechbrain_codec.codec.Codec {}")
+    >>> check_trusted("codec: !new:speechbrain_codec.codec.Codec {}  # not !apply:os.system")
     >>> check_trusted("x: !apply:os.system [echo hi]")
     Traceback (most recent call last):
     ...
@@ -453,8 +470,13 @@ def check_trusted(yaml_text: str, where: str | os.PathLike = "codec.yaml", trust
     """
     if trust_remote_code:
         return
-    outside = sorted({m[2] for m in _CALL_TAG.finditer(yaml_text) if not m[2].startswith(TRUSTED_PREFIXES)})
-    outside += sorted({f"!{m[1]}:" for m in _OTHER_CODE_TAGS.finditer(yaml_text)})
+    try:
+        tags = _tags(yaml_text)
+    except CodecError as err:
+        raise CodecError(f"{where}: {err}") from None
+    outside = sorted({t.split(":", 1)[1] for t in tags if t.startswith(_CALL_TAGS)
+                      and not t.split(":", 1)[1].startswith(TRUSTED_PREFIXES)})
+    outside += sorted({t for t in tags if t.startswith(("!include", "!apply_ref"))})
     if outside:
         raise CodecError(
             f"{where}: calls {', '.join(outside)}, outside the toolkit "

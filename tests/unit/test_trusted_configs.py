@@ -46,3 +46,14 @@ def test_opt_in_loads_it(tmp_path):
     codec = Codec.from_pretrained(folder, trust_remote_code=True)
     assert codec.bitrate > 0
     assert main(["info", "--checkpoint", str(folder), "--trust-remote-code"]) == 0
+
+
+def test_every_recipe_codec_yaml_is_trusted():
+    """What the trainer exports is the recipe's codec yaml resolved (comments included): every one
+    must load without the opt-in."""
+    from ..conftest import ROOT
+
+    files = sorted(ROOT.glob("recipes/**/hparams/codec/*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        check_trusted(path.read_text(encoding="utf-8"), path)
