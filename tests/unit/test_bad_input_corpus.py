@@ -181,6 +181,8 @@ STAGES = {
     "stage_before_its_inputs": ("run.sh --stage 3 on an empty experiment folder", "error",
                                 "is missing; it is made by stage"),
     "stage_two_runs_one_folder": ("two run.sh on the same experiment folder", "error", "another run is using"),
+    "stage_changed_configuration": ("training resumed with another configuration (--lr)", "error",
+                                    "checkpoints of another training configuration \\(differs: lr\\)"),
 }
 
 CASES = {**{k: v[:3] for k, v in {**AUDIO, **MANIFEST, **SBC, **CKPT}.items()}, **OUTPUT, **STAGES}
@@ -328,6 +330,22 @@ def test_two_runs_on_one_experiment_folder(tmp_path):
         holder.kill()
     assert res.returncode == 1 and not (exp / "data").exists()
     assert res.stderr.count("\n") == 1 and STAGES["stage_two_runs_one_folder"][2] in res.stderr
+
+
+def test_stage_changed_configuration(tmp_path):
+    mini = ROOT / "recipes" / "mini"
+    subprocess.run([sys.executable, str(mini / "mini_prepare.py"), "--data_folder", str(mini / "data"),
+                    "--save_folder", str(tmp_path / "data")], check=True, capture_output=True)
+    cmd = [sys.executable, "-m", "speechbrain_codec.bin.train_codec", str(mini / "hparams" / "train.yaml"),
+           "--data_folder", str(mini / "data"), "--manifest_folder", str(tmp_path / "data"),
+           "--output_folder", str(tmp_path / "train"), "--codec_hparams", str(mini / "hparams" / "codec" / "mel_fsq.yaml"),
+           "--overrides_file", str(mini / "hparams" / "debug.yaml"), "--number_of_epochs", "1"]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    before = (tmp_path / "train" / "codec" / "codec.ckpt").read_bytes()
+    res = subprocess.run([*cmd, "--lr", "0.01"], capture_output=True, text=True)
+    err = res.stderr.strip().splitlines()[-1]
+    _check(res.returncode, err, *STAGES["stage_changed_configuration"][1:], path=tmp_path / "train")
+    assert (tmp_path / "train" / "codec" / "codec.ckpt").read_bytes() == before
 
 
 def test_readme_lists_every_case():

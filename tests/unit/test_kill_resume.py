@@ -104,3 +104,30 @@ def test_killed_at_a_random_moment(setup, tmp_path, seed):
     resumed = subprocess.run(_cmd(root, out), capture_output=True, text=True, env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _same_as_reference(out, ref)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_feature_cache_killed_at_a_random_moment(setup, tmp_path, seed):
+    """F0 caching (YAAPT, 2 utterances a shard) killed with SIGKILL, then the same command: the
+    cache is byte for byte an uninterrupted extraction's (finished shards are kept, the one being
+    written is redone)."""
+    root = setup[0]
+
+    def extract(out):
+        return [sys.executable, "-m", "speechbrain_codec.dataio.cache", "extract", "--manifest", str(root / "data" / "train.csv"),
+                "--data-root", str(MINI / "data"), "--out", str(out), "--kind", "f0", "--shard-size", "2"]
+
+    ref = tmp_path / "ref"
+    start = time.monotonic()
+    assert subprocess.run(extract(ref), capture_output=True, env=_env()).returncode == 0
+    seconds = time.monotonic() - start
+    out = tmp_path / "cache"
+    proc = subprocess.Popen(extract(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    time.sleep(random.Random(seed).uniform(0.4, 0.8) * seconds)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (out / "index.json").exists()  # not finished, and not taken as finished
+    resumed = subprocess.run(extract(out), capture_output=True, text=True, env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    files = {p.relative_to(ref): p.read_bytes() for p in ref.rglob("*") if p.is_file()}
+    assert files and {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
