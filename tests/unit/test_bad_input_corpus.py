@@ -368,3 +368,19 @@ def readme_table() -> str:
 
 if __name__ == "__main__":
     print(readme_table())
+
+
+def test_bitstream_truncated_at_every_header_field(checkpoint, tmp_path, capsys):
+    """``sbc_truncated_header`` at every field of the version-3 header (offsets as in
+    test_cli_robustness.FIELDS): each cut is one line naming the file."""
+    from .test_cli_robustness import FIELDS
+
+    sf.write(tmp_path / "a.wav", TONE, SR)
+    assert main(["encode", str(tmp_path / "a.wav"), str(tmp_path / "a.sbc"), "--checkpoint", str(checkpoint)]) == 0
+    data = (tmp_path / "a.sbc").read_bytes()
+    for field, pos in FIELDS.items():
+        bad = tmp_path / f"cut_{field}.sbc"
+        bad.write_bytes(data[:pos])
+        capsys.readouterr()
+        rc = main(["decode", str(bad), str(tmp_path / "out.wav"), "--checkpoint", str(checkpoint)])
+        _check(rc, capsys.readouterr().err, "error", "truncated|empty|magic", bad, out=tmp_path / "out.wav")
