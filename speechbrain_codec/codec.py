@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -385,7 +386,8 @@ class Codec(nn.Module):
         try:
             state = torch.load(folder / CODEC_CKPT, map_location=map_location, weights_only=True)
         except Exception as err:  # not a (weights-only) PyTorch file: truncated, another format, pickled code
-            raise CodecError(f"{folder / CODEC_CKPT}: not a PyTorch state dict ({type(err).__name__}); "
+            why = (str(err).strip().splitlines() or [""])[0][:160]
+            raise CodecError(f"{folder / CODEC_CKPT}: not a PyTorch state dict ({type(err).__name__}: {why}); "
                              "export the checkpoint again (training stage)") from None
         load_state_checked(codec, state, str(folder / CODEC_CKPT), f"Export the checkpoint and {CODEC_YAML} together")
         meta_path = folder / CODEC_META
@@ -428,37 +430,77 @@ class Codec(nn.Module):
                 self.token_models[spec.name] = model
 
 
-#: what a codec.yaml may call without ``trust_remote_code``: the toolkit's own lobes and torch's modules
+#: what a codec.yaml may build without ``trust_remote_code``: classes of the toolkit and of
+#: torch.nn, and the toolkit's codec factories below
 TRUSTED_PREFIXES = ("speechbrain_codec.", "torch.nn.")
-_CALL_TAGS = ("!new:", "!apply:", "!name:", "!module:")
+TRUSTED_FACTORIES = frozenset({
+    "speechbrain_codec.focalcodec.focalcodec_s",
+    "speechbrain_codec.focalcodec.load_focalcodec",
+    "speechbrain_codec.focalcodec.build_focalcodec",
+})
+_CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_DATA_TAGS = {"!ref", "!copy", "!PLACEHOLDER"}
+_TUPLE = re.compile(r"^\(.*\)$", re.S)  # hyperpyyaml's implicit !tuple, parsed with an unsafe loader
 
 
-def _tags(yaml_text: str) -> list[str]:
-    """Every node tag of a YAML text (comments and strings are not tags)."""
+def _nodes(yaml_text: str):
+    """Every node of a YAML text, once each (aliases followed once; comments are not nodes)."""
     import yaml
 
     try:
         root = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         raise CodecError(f"not valid YAML ({str(err).splitlines()[0]})") from None
-    tags, todo = [], [root] if root is not None else []
+    seen, todo = set(), [root] if root is not None else []
     while todo:
         node = todo.pop()
-        tags.append(node.tag)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
         if isinstance(node, yaml.MappingNode):
             todo.extend(n for pair in node.value for n in pair)
         elif isinstance(node, yaml.SequenceNode):
             todo.extend(node.value)
-    return tags
+
+
+def _trusted_target(path: str) -> bool:
+    """``path`` resolves, through modules of the toolkit / torch.nn only, to one of their classes
+    or to a listed codec factory (``pydoc.locate``, which hyperpyyaml uses, would follow any
+    attribute, e.g. ``speechbrain_codec.utils.os.system``)."""
+    import importlib
+    import inspect
+
+    if not path.startswith(TRUSTED_PREFIXES):
+        return False
+    roots = tuple(p.rstrip(".") for p in TRUSTED_PREFIXES)
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            break
+        except ImportError:
+            continue
+    else:
+        return False
+    for attr in parts[i:]:
+        obj = getattr(obj, attr, None)
+        if obj is None or (inspect.ismodule(obj) and not obj.__name__.startswith(roots)):
+            return False
+    if inspect.isclass(obj):
+        return obj.__module__.startswith(roots)
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}" in TRUSTED_FACTORIES
 
 
 def check_trusted(yaml_text: str, where: str | os.PathLike = "codec.yaml", trust_remote_code: bool = False) -> None:
-    """Refuse a HyperPyYAML configuration that would call code outside the toolkit.
+    """Refuse a HyperPyYAML configuration that could run code outside the toolkit.
 
-    Every ``!new:`` / ``!apply:`` / ``!name:`` / ``!module:`` target must start with one of
-    ``TRUSTED_PREFIXES``, and ``!include:`` is not allowed (it reads other files); otherwise
-    loading would run whatever the file names (``!apply:os.system``), so it needs
-    ``trust_remote_code=True``. Comments do not count.
+    Allowed without ``trust_remote_code``: plain YAML data, ``!ref`` / ``!copy`` /
+    ``!PLACEHOLDER``, and ``!new:`` / ``!name:`` / ``!apply:`` of a class of the toolkit or of
+    ``torch.nn`` or of one of ``TRUSTED_FACTORIES``, reached through those packages' modules only.
+    Everything else — other callables (``!apply:os.system``), ``!applyref:``, ``!module:``,
+    ``!include:``, ``!tuple``, PyYAML's ``!!python/...`` tags, an implicit tuple holding a tag —
+    needs ``trust_remote_code=True``. Comments do not count.
 
     Example
     -------
@@ -466,22 +508,30 @@ def check_trusted(yaml_text: str, where: str | os.PathLike = "codec.yaml", trust
     >>> check_trusted("x: !apply:os.system [echo hi]")
     Traceback (most recent call last):
     ...
-    speechbrain_codec.utils.CodecError: codec.yaml: calls os.system, outside the toolkit (speechbrain_codec.*, torch.nn.*): loading it would run that code; pass trust_remote_code=True (CLI --trust-remote-code) only if you trust where it came from
+    speechbrain_codec.utils.CodecError: codec.yaml: calls !apply:os.system, outside the toolkit (its classes, torch.nn's, its codec factories): loading it could run that code; pass trust_remote_code=True (CLI --trust-remote-code) only if you trust where it came from
     """
     if trust_remote_code:
         return
     try:
-        tags = _tags(yaml_text)
+        nodes = list(_nodes(yaml_text))
     except CodecError as err:
         raise CodecError(f"{where}: {err}") from None
-    outside = sorted({t.split(":", 1)[1] for t in tags if t.startswith(_CALL_TAGS)
-                      and not t.split(":", 1)[1].startswith(TRUSTED_PREFIXES)})
-    outside += sorted({t for t in tags if t.startswith(("!include", "!apply_ref"))})
-    if outside:
+    refused = set()
+    for node in nodes:
+        tag = node.tag
+        if tag in _CORE_TAGS or tag in _DATA_TAGS:
+            if tag == "tag:yaml.org,2002:str" and node.style is None and _TUPLE.match(node.value) and "!" in node.value:
+                refused.add(f"the tuple {node.value[:40]}")
+            continue
+        kind, _, target = tag.partition(":")
+        if kind in ("!new", "!name", "!apply") and _trusted_target(target):
+            continue
+        refused.add(tag)
+    if refused:
         raise CodecError(
-            f"{where}: calls {', '.join(outside)}, outside the toolkit "
-            f"({', '.join(p + '*' for p in TRUSTED_PREFIXES)}): loading it would run that code; pass "
-            "trust_remote_code=True (CLI --trust-remote-code) only if you trust where it came from")
+            f"{where}: calls {', '.join(sorted(refused))}, outside the toolkit (its classes, torch.nn's, its codec "
+            "factories): loading it could run that code; pass trust_remote_code=True (CLI --trust-remote-code) "
+            "only if you trust where it came from")
 
 
 class StreamEncoder:

@@ -95,6 +95,20 @@ def _asr():
     return _STATE["asr"]
 
 
+def _load_models() -> None:
+    """The metric models and the ASR of this worker, loaded on its first job (a slow load or a
+    download does not count against an utterance's time limit)."""
+    _asr()
+    if "spk" in _STATE["metrics"] and "spk" not in _STATE:
+        from .metrics.speaker import SpeakerSimilarity
+
+        _STATE["spk"] = SpeakerSimilarity(_STATE["spk_model"])
+    if "utmos" in _STATE["metrics"] and "utmos" not in _STATE:
+        from .metrics.quality import UTMOS
+
+        _STATE["utmos"] = UTMOS(_STATE["utmos_path"])
+
+
 def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
     """All selected metrics of one utterance."""
     from .metrics import pesq_score, stoi_score
@@ -151,7 +165,7 @@ def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
     return out
 
 
-class _JobTimeout(Exception):
+class _JobTimeout(BaseException):  # not an Exception: a metric's own `except Exception` must not swallow it
     pass
 
 
@@ -166,6 +180,10 @@ def _job(system: str, uid: str, ref_path: str, deg_path: str, lang: str,
     utterance's ``error``."""
     import signal
 
+    try:
+        _load_models()  # once per worker, outside the utterance's time limit
+    except Exception as err:
+        return system, uid, {"error": f"{type(err).__name__}: {str(err).strip()}"}
     alarm = timeout and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if alarm:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -173,7 +191,10 @@ def _job(system: str, uid: str, ref_path: str, deg_path: str, lang: str,
     try:
         ref = load_audio(ref_path, SAMPLE_RATE, notices=False).numpy()
         deg = ref if deg_path == ref_path else load_audio(deg_path, SAMPLE_RATE, notices=False).numpy()
-        return system, uid, _score(ref, deg, lang)
+        result = _score(ref, deg, lang)
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        return system, uid, result
     except _JobTimeout:
         return system, uid, {"error": f"timed out after {timeout:g} s (a metric or the ASR hung; --job-timeout)"}
     except CodecError as err:

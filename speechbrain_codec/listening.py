@@ -193,7 +193,7 @@ def parse_results(csv_path: str | os.PathLike, screening: bool = False) -> dict:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise CodecError(f"{csv_path}: no such results file (webMUSHRA writes results/<testId>/mushra.csv or lms.csv)")
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise CodecError(f"{csv_path}: no ratings")

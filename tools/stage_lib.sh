@@ -41,12 +41,22 @@ require() {
 stage_key() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
 
 # One run per experiment folder: hold an exclusive lock on <exp>/.lock for the life of run.sh (and
-# of the processes it starts); a second run on the same folder stops with one line.
+# of the processes it starts, which inherit it); a second run on the same folder stops with one
+# line naming the holder's pid. flock(1) where installed, else Python's fcntl on the same file.
 lock_exp() {
-  command -v flock > /dev/null || return 0  # util-linux; without it, no lock
-  exec 9> "$exp/.lock"
-  if ! flock -n 9; then
-    echo "$0: another run is using $exp (its lock: $exp/.lock); wait for it to finish, or use another --exp" >&2
+  if ! { exec 9>> "$exp/.lock"; } 2> /dev/null; then
+    echo "$0: cannot write $exp/.lock (a read-only experiment folder?); choose a writable --exp" >&2
     exit 1
   fi
+  local status=0
+  if command -v flock > /dev/null; then
+    flock -n 9 || status=1
+  else
+    python -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2> /dev/null || status=1
+  fi
+  if [ "$status" -ne 0 ]; then
+    echo "$0: another run (pid $(head -c 20 "$exp/.lock" 2> /dev/null)) is using $exp; wait for it to finish, or use another --exp" >&2
+    exit 1
+  fi
+  echo "$$" > "$exp/.lock"
 }

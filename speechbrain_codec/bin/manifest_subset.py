@@ -24,7 +24,7 @@ def subset(src: str, dst: str, langs: list[str] | None = None, with_text: bool =
     whose ``text`` is not empty, at most the ``first`` of each language (in file order), written
     to ``dst`` with ``src``'s columns; returns their number."""
     try:
-        with open(src, newline="", encoding="utf-8") as f:
+        with open(src, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             rows, fields = list(reader), list(reader.fieldnames or [])
     except FileNotFoundError:

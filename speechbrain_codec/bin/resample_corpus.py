@@ -41,7 +41,7 @@ def resample_corpus(manifest: str, data_root: str, out_folder: str, out_manifest
     from ..dataio import read_manifest
 
     rows = read_manifest(manifest, data_root)
-    with open(manifest, newline="", encoding="utf-8") as f:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
         fields = list(csv.DictReader(f).fieldnames or [])
     out = Path(out_folder)
     out.mkdir(parents=True, exist_ok=True)

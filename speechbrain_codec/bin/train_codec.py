@@ -449,7 +449,7 @@ def _columns(path: str) -> list[str]:
     import csv
 
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             return next(csv.reader(f), [])
     except FileNotFoundError:
         raise CodecError(f"{path}: manifest missing; it is written by the data preparation stage") from None

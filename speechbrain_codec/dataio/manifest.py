@@ -40,7 +40,10 @@ def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # a UTF-8 byte-order mark is dropped
             reader = csv.DictReader(f)
-            rows = list(reader)
+            rows, lines = [], []
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)  # the row's (last) line in the file
             fields = list(reader.fieldnames or [])
     except UnicodeDecodeError as err:
         raise CodecError(f"{path}: not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
@@ -52,7 +55,7 @@ def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None =
     if not rows:
         raise CodecError(f"{path}: holds no utterances (header only); run the data preparation stage again")
     out: dict[str, dict] = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in zip(lines, rows):
         if None in row or None in row.values():
             n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
             raise CodecError(f"{path}: line {line} ({row['ID'] or 'no ID'}) has {n} fields, the header has "

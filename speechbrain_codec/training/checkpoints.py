@@ -3,10 +3,12 @@
 SpeechBrain's :class:`~speechbrain.utils.checkpoints.Checkpointer` writes a checkpoint folder's
 ``CKPT.yaml`` first and the state files after it, so a process killed while saving leaves a
 folder that looks finished and holds a half-written file; the next run would load it and crash
-(or worse, load a truncated state). :class:`AtomicCheckpointer` writes a ``COMPLETE`` marker
-(fsynced) after the last state file and only lists folders that have it; a folder without it is
+(or worse, load a truncated state). :class:`AtomicCheckpointer` records ``atomic: true`` in
+``CKPT.yaml`` (written first) and a ``COMPLETE`` marker (fsynced, with the state files) after the
+last state file; it lists a folder it wrote only once the marker is there. One without it is
 renamed ``INCOMPLETE+<name>`` (kept for inspection, never loaded) with a warning, so a resumed run
-starts from the last complete checkpoint.
+starts from the last complete checkpoint. Folders written before (no ``atomic`` key) are listed as
+SpeechBrain lists them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ __all__ = ["AtomicCheckpointer", "COMPLETE"]
 
 logger = logging.getLogger("speechbrain_codec")
 COMPLETE = "COMPLETE"
+
+
+def _atomic(folder) -> bool:
+    """Whether ``folder`` was written by :class:`AtomicCheckpointer` (its CKPT.yaml says so; a
+    folder whose CKPT.yaml is missing or unreadable counts as interrupted)."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load((folder / "CKPT.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return True
+    return not isinstance(meta, dict) or bool(meta.get("atomic", False))
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -40,9 +54,13 @@ class AtomicCheckpointer(Checkpointer):
     []
     """
 
-    def save_checkpoint(self, *args, **kwargs):
-        ckpt = super().save_checkpoint(*args, **kwargs)
+    def save_checkpoint(self, meta={}, *args, **kwargs):  # noqa: B006 (speechbrain's signature)
+        ckpt = super().save_checkpoint({**meta, "atomic": True}, *args, **kwargs)
         if ckpt is not None:  # the main process, once every state file is written
+            for path in ckpt.paramfiles.values():
+                if path.is_file():
+                    with open(path, "rb+") as f:
+                        os.fsync(f.fileno())
             with open(ckpt.path / COMPLETE, "w", encoding="utf-8") as f:
                 f.write("complete\n")
                 f.flush()
@@ -51,7 +69,7 @@ class AtomicCheckpointer(Checkpointer):
 
     def _list_checkpoint_dirs(self):
         dirs = super()._list_checkpoint_dirs()
-        complete = [d for d in dirs if (d / COMPLETE).is_file()]
+        complete = [d for d in dirs if (d / COMPLETE).is_file() or not _atomic(d)]
         for d in dirs:
             if d in complete:
                 continue

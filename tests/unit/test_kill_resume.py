@@ -72,6 +72,22 @@ def _curve(folder: Path) -> dict[int, str]:
     return {int(re.match(r"epoch: (\d+)", line)[1]): line for line in lines}
 
 
+def _progress(out: Path) -> tuple[int, int]:
+    """(complete checkpoints, epoch lines logged) of a killed run's folder."""
+    complete = [d for d in (out / "save").glob("CKPT+*") if (d / "COMPLETE").is_file()] if (out / "save").is_dir() else []
+    log = out / "train_log.txt"
+    return len(complete), len(log.read_text().splitlines()) if log.is_file() else 0
+
+
+def _resumed_not_restarted(out: Path, before: tuple[int, int]) -> None:
+    """When the killed run had a complete checkpoint, the second run trained only the epochs after
+    it (a restart from scratch gives the same weights too: training is deterministic)."""
+    complete, lines = before
+    if complete:
+        new = len((out / "train_log.txt").read_text().splitlines()) - lines
+        assert new < 4, new  # a restart from scratch would log all 4 epochs again
+
+
 def _same_as_reference(out: Path, ref: Path) -> None:
     a = torch.load(ref / "codec" / "codec.ckpt", weights_only=True)
     b = torch.load(out / "codec" / "codec.ckpt", weights_only=True)
@@ -87,10 +103,13 @@ def test_killed_while_writing_a_checkpoint(setup, tmp_path, kill_at):
     assert killed.returncode == -signal.SIGKILL
     half = [p for p in (out / "save").rglob("*.ckpt") if p.read_bytes() == b"half a checkpoint"]
     assert half  # the kill left a half-written state file behind
+    before = _progress(out)
+    assert (before[0] == 0) == (kill_at == 1)  # later kills come after a complete checkpoint
     resumed = subprocess.run(_cmd(root, out), capture_output=True, text=True, env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "interrupted save" in resumed.stdout + resumed.stderr and list((out / "save").glob("INCOMPLETE+*"))
     _same_as_reference(out, ref)
+    _resumed_not_restarted(out, before)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -101,9 +120,11 @@ def test_killed_at_a_random_moment(setup, tmp_path, seed):
     time.sleep(random.Random(seed).uniform(0.3, 0.8) * seconds)  # somewhere in the run (start-up included)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed, not finished
+    before = _progress(out)
     resumed = subprocess.run(_cmd(root, out), capture_output=True, text=True, env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _same_as_reference(out, ref)
+    _resumed_not_restarted(out, before)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -131,3 +152,17 @@ def test_feature_cache_killed_at_a_random_moment(setup, tmp_path, seed):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     files = {p.relative_to(ref): p.read_bytes() for p in ref.rglob("*") if p.is_file()}
     assert files and {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_checkpoints_of_a_plain_checkpointer_still_load(tmp_path):
+    """A run checkpointed before AtomicCheckpointer (no ``atomic`` key, no marker) resumes."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from speechbrain_codec.training import AtomicCheckpointer
+
+    lin = torch.nn.Linear(2, 2)
+    Checkpointer(tmp_path, {"lin": lin}).save_checkpoint()
+    assert len(AtomicCheckpointer(tmp_path, {"lin": lin}).list_checkpoints()) == 1
+    saved = AtomicCheckpointer(tmp_path, {"lin": lin}).save_checkpoint()
+    (saved.path / "COMPLETE").unlink()  # an atomic save that did not finish
+    assert len(AtomicCheckpointer(tmp_path, {"lin": lin}).list_checkpoints()) == 1  # the plain one only

@@ -9,7 +9,10 @@ from speechbrain_codec.cli import main
 from speechbrain_codec.codec import Codec, check_trusted
 from speechbrain_codec.utils import CodecError
 
-from ..conftest import tiny_codec
+from ..conftest import TINY_CODEC_YAML, tiny_codec
+
+
+TOOLKIT_YAML = TINY_CODEC_YAML  # the toolkit's classes only: loads without the opt-in
 
 
 def _export(folder, yaml_text):
@@ -57,3 +60,34 @@ def test_every_recipe_codec_yaml_is_trusted():
     assert len(files) >= 10
     for path in files:
         check_trusted(path.read_text(encoding="utf-8"), path)
+
+
+@pytest.mark.parametrize("line", [
+    "x: !applyref:os.system [touch {m}]",
+    "x: !!python/object/apply:os.system [touch {m}]",
+    'x: !tuple "(!!python/object/apply:os.system [touch {m}],)"',
+    "x: (!!python/object/apply:os.system [touch {m}],)",
+    "x: !apply:speechbrain_codec.utils.os.system [touch {m}]",
+    "x: !apply:torch.nn.modules.module.torch.serialization.os.system [touch {m}]",
+    "x: !apply:speechbrain_codec.utils.atomic_write_text [{m}, pwned]",
+    "x: !name:speechbrain_codec.cli.main",
+])
+def test_known_bypasses_are_refused_and_not_run(tmp_path, line):
+    """The ways past a prefix check (a review found them): hyperpyyaml's other code tags, PyYAML's
+    python tags, tuples parsed with an unsafe loader, attributes that lead out of the toolkit's
+    modules, and the toolkit's own functions that are not codec factories."""
+    marker = tmp_path / "ran"
+    folder = _export(tmp_path / "c", TOOLKIT_YAML + line.format(m=marker) + "\n")
+    with pytest.raises(CodecError, match="outside the toolkit"):
+        Codec.from_pretrained(folder)
+    assert not marker.exists()
+
+
+def test_self_referencing_aliases_do_not_hang():
+    with pytest.raises(CodecError):
+        check_trusted("a: &a [*a]\nb: !apply:os.getcwd []\n")
+    check_trusted("a: &a [1, 2]\nb: *a\nc: [*a, *a]\n")
+
+
+def test_a_toolkit_checkpoint_loads_without_opt_in(tmp_path):
+    assert Codec.from_pretrained(_export(tmp_path / "ok", TOOLKIT_YAML)).bitrate > 0
