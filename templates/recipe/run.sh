@@ -46,6 +46,7 @@ if [ "$stop_stage" -lt "$stage" ]; then
 fi
 [ -n "$data_folder" ] || { echo "$0: --data_folder is required (the corpus folder)" >&2; exit 1; }
 mkdir -p "$exp"
+lock_exp                # one run per experiment folder
 echo "$command_line  # $(date -Is)" >> "$exp/commands.log"
 # our row in the tables (TODO: the system's name)
 system=$(basename "$here")
