@@ -17,7 +17,7 @@ import logging
 import os
 
 from speechbrain.utils.checkpoints import Checkpointer
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 __all__ = ["AtomicCheckpointer", "COMPLETE"]
 
@@ -65,19 +65,26 @@ class AtomicCheckpointer(Checkpointer):
                 f.write("complete\n")
                 f.flush()
                 os.fsync(f.fileno())
+        # under torchrun every process must list the same checkpoints (speechbrain's deletion
+        # broadcasts once per checkpoint): none goes on before the marker is written
+        ddp_barrier()
         return ckpt
 
     def _list_checkpoint_dirs(self):
-        dirs = super()._list_checkpoint_dirs()
-        complete = [d for d in dirs if (d / COMPLETE).is_file() or not _atomic(d)]
-        for d in dirs:
-            if d in complete:
-                continue
-            if if_main_process():
-                target = d.with_name(f"INCOMPLETE+{d.name}")
-                logger.warning("%s: an interrupted save (no %s marker); moved to %s and not loaded", d, COMPLETE, target)
-                try:
-                    os.replace(d, target)
-                except OSError:  # another process moved it, or the target exists: it is skipped either way
-                    pass
-        return complete
+        return [d for d in super()._list_checkpoint_dirs() if (d / COMPLETE).is_file() or not _atomic(d)]
+
+    def recover_if_possible(self, *args, **kwargs):
+        """As speechbrain's, after moving interrupted checkpoints aside (main process; every
+        process calls this, as speechbrain's own)."""
+        if if_main_process():
+            for d in super()._list_checkpoint_dirs():
+                if not (d / COMPLETE).is_file() and _atomic(d):
+                    target = d.with_name(f"INCOMPLETE+{d.name}")
+                    logger.warning("%s: an interrupted save (no %s marker); moved to %s and not loaded", d, COMPLETE,
+                                   target)
+                    try:
+                        os.replace(d, target)
+                    except OSError:  # the target exists: the folder is skipped either way
+                        pass
+        ddp_barrier()
+        return super().recover_if_possible(*args, **kwargs)
