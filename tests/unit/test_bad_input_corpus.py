@@ -180,7 +180,7 @@ OUTPUT = {
 STAGES = {
     "stage_before_its_inputs": ("run.sh --stage 3 on an empty experiment folder", "error",
                                 "is missing; it is made by stage"),
-    "stage_two_runs_one_folder": ("two run.sh on the same experiment folder", "error", "another run is using"),
+    "stage_two_runs_one_folder": ("two run.sh on the same experiment folder", "error", "is using"),
     "stage_changed_configuration": ("training resumed with another configuration (--lr)", "error",
                                     "checkpoints of another training configuration \\(differs: lr\\)"),
 }
