@@ -69,12 +69,12 @@ def test_defaults_are_the_spec():
 def test_loss_falls_and_samples_reach_their_class():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    cfm = ConditionalFlowMatching(_MLP(2 + 3, 2))
-    opt = torch.optim.Adam(cfm.parameters(), lr=3e-3)
-    mask = torch.ones(256, 1, 1)
+    cfm = ConditionalFlowMatching(_MLP(2 + 3, 2, hidden=128))
+    opt = torch.optim.Adam(cfm.parameters(), lr=5e-3)
+    mask = torch.ones(128, 1, 1)
     losses = []
-    for _ in range(400):
-        x1, cond, _ = _toy_batch(256, g)
+    for _ in range(300):
+        x1, cond, _ = _toy_batch(128, g)
         out = cfm.compute_loss(x1, mask, [cond], generator=g)
         opt.zero_grad()
         out.loss.backward()
@@ -85,12 +85,15 @@ def test_loss_falls_and_samples_reach_their_class():
     cfm.eval()
     x1, cond, cls = _toy_batch(300, g)
     noise = torch.randn(300, 2, 1, generator=g)
+    acc, err = {}, {}
     for w in (0.0, 0.7):
         xs = cfm.sample([cond], torch.ones(300, 1, 1), n_steps=10, cfg_rate=w, noise=noise)[..., 0]
         dist = torch.cdist(xs, CENTRES)  # [n, 3]
-        acc = float((dist.argmin(1) == cls).float().mean())
-        assert acc > 0.9, (w, acc)
-        assert float(dist.gather(1, cls[:, None]).mean()) < 1.0
+        acc[w] = float((dist.argmin(1) == cls).float().mean())
+        err[w] = float(dist.gather(1, cls[:, None]).mean())
+    # samples land at their own class (chance: 1/3); guidance sharpens them (spec §5, w = 0.7)
+    assert acc[0.0] > 0.85 and acc[0.7] > 0.95, acc
+    assert err[0.7] < err[0.0] < 1.0, err
 
 
 def test_immiscible_nearer_than_random_pairing():
