@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["CodecError", "atomic_path", "atomic_write_text", "atomic_write_json"]
+__all__ = ["CodecError", "atomic_path", "atomic_write_text", "atomic_write_json", "one_line_errors"]
 
 
 class CodecError(RuntimeError):
@@ -18,6 +20,34 @@ class CodecError(RuntimeError):
 
     The command-line tools print ``str(err)`` without a traceback.
     """
+
+
+def one_line_errors(main: Callable[..., int | None]) -> Callable[..., int]:
+    """Wrap a command-line ``main``: a :class:`CodecError` prints ``error: ...`` and returns 1.
+
+    The wrapped function returns its own status (``None`` counts as 0); argparse's own
+    ``SystemExit`` and any other exception pass through unchanged.
+
+    >>> @one_line_errors
+    ... def main():
+    ...     raise CodecError("x.wav: not found; check --manifest")
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     status = main()
+    >>> status, err.getvalue().strip()
+    (1, 'error: x.wav: not found; check --manifest')
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            status = main(*args, **kwargs)
+        except CodecError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0 if status is None else status
+
+    return wrapper
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..alignment import CTCAligner, MFAAligner, PocketsphinxAligner, write_textgrid
 from ..alignment import _clean_words as _clean
 from ..dataio import load_audio, read_manifest
-from ..utils import CodecError, atomic_write_json
+from ..utils import CodecError, atomic_write_json, one_line_errors
 
 
 def choose(aligner: str):
@@ -81,6 +81,7 @@ def align_manifest(manifest: str, data_root: str, out: str, aligner: str = "auto
     return {"aligner": name, "aligned": len(todo), "skipped": len(rows) - len(todo)}
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", required=True)
@@ -89,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aligner", default="auto")
     p.add_argument("--text-column", default="text")
     args = p.parse_args(argv)
-    try:
-        info = align_manifest(args.manifest, args.data_root, args.out, args.aligner, args.text_column)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    info = align_manifest(args.manifest, args.data_root, args.out, args.aligner, args.text_column)
     print(f"{args.out}: {info['aligned']} utterances aligned with {info['aligner']}, {info['skipped']} already done")
     return 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import CodecError, atomic_write_json
+from ..utils import CodecError, atomic_write_json, one_line_errors
 
 
 def compare(first: str | Path, second: str | Path, decoded: tuple[str, str] | None = None) -> dict:
@@ -61,6 +61,7 @@ def compare(first: str | Path, second: str | Path, decoded: tuple[str, str] | No
     return facts
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("first")
@@ -68,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoded", nargs=2, metavar=("FIRST_WAVS", "SECOND_WAVS"))
     p.add_argument("--out")
     args = p.parse_args(argv)
-    try:
-        facts = compare(args.first, args.second, tuple(args.decoded) if args.decoded else None)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    facts = compare(args.first, args.second, tuple(args.decoded) if args.decoded else None)
     if args.out:
         atomic_write_json(args.out, facts)
     extra = f"; decoded audio within {facts['decoded_max_abs_diff']:.2e}" if "decoded_max_abs_diff" in facts else ""

@@ -15,7 +15,7 @@ import csv
 import sys
 
 from ..dataio import write_manifest
-from ..utils import CodecError
+from ..utils import CodecError, one_line_errors
 
 
 def subset(src: str, dst: str, langs: list[str] | None = None, with_text: bool = False,
@@ -45,6 +45,7 @@ def subset(src: str, dst: str, langs: list[str] | None = None, with_text: bool =
     return len(kept)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("manifest")
@@ -53,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with_text", action="store_true", help="keep rows with a transcript only")
     p.add_argument("--first", type=int, help="keep the first N rows of each language")
     args = p.parse_args(argv)
-    try:
-        print(subset(args.manifest, args.out, args.lang, args.with_text, args.first))
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    print(subset(args.manifest, args.out, args.lang, args.with_text, args.first))
     return 0
 
 

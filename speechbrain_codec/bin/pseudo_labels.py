@@ -63,7 +63,7 @@ import torch
 
 from ..dataio import load_audio, read_manifest
 from ..dataio.segments import Chunk, chunks_sha256, cut_chunk, dropped_line, fixed_chunks
-from ..utils import CodecError, atomic_write_json
+from ..utils import CodecError, atomic_write_json, one_line_errors
 
 __all__ = ["main", "run", "LabelCache", "cache_settings", "regenerate_command", "LABELS", "STAMP", "SETTINGS"]
 
@@ -308,13 +308,10 @@ def main(argv: list[str] | None = None) -> dict:
     return {**stamp, "decoded": decoded, "reused": reused}
 
 
+@one_line_errors
 def run(argv: list[str] | None = None) -> int:
     """:func:`main` with one-line errors; returns the exit status."""
-    try:
-        main(argv)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    main(argv)
     return 0
 
 

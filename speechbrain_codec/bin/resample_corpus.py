@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..dataio import audio_info, load_audio, save_audio, write_manifest
-from ..utils import CodecError
+from ..utils import CodecError, one_line_errors
 
 
 def padded_length(n: int, multiple: int) -> int:
@@ -69,6 +69,7 @@ def resample_corpus(manifest: str, data_root: str, out_folder: str, out_manifest
     return len(written)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", required=True)
@@ -78,12 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--pad-multiple", type=int, default=1)
     args = p.parse_args(argv)
-    try:
-        n = resample_corpus(args.manifest, args.data_root, args.out_folder, args.out_manifest, args.sample_rate,
-                            args.pad_multiple)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    n = resample_corpus(args.manifest, args.data_root, args.out_folder, args.out_manifest, args.sample_rate,
+                        args.pad_multiple)
     print(f"{args.out_manifest}: {n} clips at {args.sample_rate} Hz in {args.out_folder}")
     return 0
 

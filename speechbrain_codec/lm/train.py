@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..utils import CodecError, atomic_path
+from ..utils import CodecError, atomic_path, one_line_errors
 from .model import TokenLM, train_lm
 from .tokenizers import TextTokenizer, UnitTokenizer
 
@@ -28,6 +28,7 @@ def _lines(path: str) -> list[str]:
         raise CodecError(f"{path}: not UTF-8 ({err.reason} at byte {err.start}); convert it to UTF-8") from None
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train a token LM (text BPE or integer units).")
     src = p.add_mutually_exclusive_group(required=True)
@@ -46,26 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    try:
-        with atomic_path(args.out, is_dir=True) as tmp:
-            if args.text:
-                lines = _lines(args.text)
-                tok = TextTokenizer.train(lines, tmp, args.vocab_size)
-                seqs = [tok.encode(ln) for ln in lines]
-            else:
-                tok = UnitTokenizer(args.num_units, args.dedup)
-                try:
-                    seqs = [tok.encode([int(u) for u in ln.split()]) for ln in _lines(args.units)]
-                except ValueError as err:
-                    raise CodecError(f"{args.units}: not integer units ({err})") from None
-                tok.save(tmp)
-            lm = TokenLM(tok.vocab_size, args.dim, args.layers, args.heads, args.max_len)
-            train_lm(lm, [s[: args.max_len - 2] for s in seqs], args.steps, args.batch_size, args.lr,
-                     seed=args.seed, log_every=100)
-            lm.save_pretrained(tmp)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    with atomic_path(args.out, is_dir=True) as tmp:
+        if args.text:
+            lines = _lines(args.text)
+            tok = TextTokenizer.train(lines, tmp, args.vocab_size)
+            seqs = [tok.encode(ln) for ln in lines]
+        else:
+            tok = UnitTokenizer(args.num_units, args.dedup)
+            try:
+                seqs = [tok.encode([int(u) for u in ln.split()]) for ln in _lines(args.units)]
+            except ValueError as err:
+                raise CodecError(f"{args.units}: not integer units ({err})") from None
+            tok.save(tmp)
+        lm = TokenLM(tok.vocab_size, args.dim, args.layers, args.heads, args.max_len)
+        train_lm(lm, [s[: args.max_len - 2] for s in seqs], args.steps, args.batch_size, args.lr,
+                 seed=args.seed, log_every=100)
+        lm.save_pretrained(tmp)
     print(f"saved {args.out}")
     return 0
 

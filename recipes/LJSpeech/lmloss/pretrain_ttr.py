@@ -16,7 +16,6 @@ steps, final loss). Deliberate difference: WavLM stays frozen (the reference fin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from speechbrain_codec.dataio import load_audio, read_manifest
 from speechbrain_codec.dataio.segments import concat_segments
 from speechbrain_codec.encoders import SSLEncoder
 from speechbrain_codec.losses.ttr import BertTargets, TTRSummariser, pretrain_summariser
-from speechbrain_codec.utils import CodecError, atomic_path, atomic_write_json
+from speechbrain_codec.utils import atomic_path, atomic_write_json, one_line_errors
 
 
 def segments(manifest: str, data_root: str, alignments: str, seconds: float, group: str | None):
@@ -48,6 +47,7 @@ def segments(manifest: str, data_root: str, alignments: str, seconds: float, gro
     return items
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", required=True)
@@ -67,26 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    try:
-        torch.manual_seed(args.seed)
-        ssl = SSLEncoder(args.ssl, layers=args.ssl_layer, freeze=True).to(args.device)
-        bert = BertTargets(args.bert).to(args.device)
-        dim = ssl.out_channels
-        summariser = TTRSummariser(dim=dim, num_heads=args.heads, ffn_dim=args.ffn, num_layers=args.layers).to(args.device)
-        items = [(s.to(args.device), w) for s, w in
-                 segments(args.manifest, args.data_root, args.alignments, args.concat_seconds, args.group)]
-        losses = pretrain_summariser(summariser, ssl, bert, items, steps=args.steps, lr=args.lr, seed=args.seed)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp:
-            torch.save({k: v.cpu() for k, v in summariser.state_dict().items()}, tmp)
-        atomic_write_json(out.with_suffix(out.suffix + ".json"), {
-            "dim": dim, "num_heads": args.heads, "ffn_dim": args.ffn, "num_layers": args.layers, "ssl": args.ssl,
-            "ssl_layer": args.ssl_layer, "bert": args.bert, "steps": args.steps, "segments": len(items),
-            "final_loss": losses[-1] if losses else None})
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    torch.manual_seed(args.seed)
+    ssl = SSLEncoder(args.ssl, layers=args.ssl_layer, freeze=True).to(args.device)
+    bert = BertTargets(args.bert).to(args.device)
+    dim = ssl.out_channels
+    summariser = TTRSummariser(dim=dim, num_heads=args.heads, ffn_dim=args.ffn, num_layers=args.layers).to(args.device)
+    items = [(s.to(args.device), w) for s, w in
+             segments(args.manifest, args.data_root, args.alignments, args.concat_seconds, args.group)]
+    losses = pretrain_summariser(summariser, ssl, bert, items, steps=args.steps, lr=args.lr, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save({k: v.cpu() for k, v in summariser.state_dict().items()}, tmp)
+    atomic_write_json(out.with_suffix(out.suffix + ".json"), {
+        "dim": dim, "num_heads": args.heads, "ffn_dim": args.ffn, "num_layers": args.layers, "ssl": args.ssl,
+        "ssl_layer": args.ssl_layer, "bert": args.bert, "steps": args.steps, "segments": len(items),
+        "final_loss": losses[-1] if losses else None})
     print(f"{args.out}: summariser trained {args.steps} steps on {len(items)} segments (last loss {losses[-1]:.4f})")
     return 0
 
