@@ -744,7 +744,6 @@ class WavTokenizer(Codec):
         decoder_ratios=(8, 5, 4, 2),
         lstm: int = 2,
     ) -> None:
-        nn.Module.__init__(self)  # not Codec.__init__: the lobes live under the reference's names
         hop = math.prod(downsamples)
         head_hop_length = hop if head_hop_length is None else int(head_hop_length)
         if head_hop_length != hop:
@@ -754,6 +753,20 @@ class WavTokenizer(Codec):
             raise ValueError(f"the head's dim {head_dim} != the backbone's dim {dim}")
         if adanorm_num_embeddings is not None and not 0 <= bandwidth_id < adanorm_num_embeddings:
             raise ValueError(f"bandwidth_id {bandwidth_id} outside the {adanorm_num_embeddings} embeddings")
+        encoder = SEANetEncoder(downsamples, n_filters, dimension, lstm)
+        seanet_decoder = SEANetDecoder(decoder_ratios, n_filters, dimension, lstm)
+        quantizer = WavTokenizerVQ(dimension, vq_bins, vq_kmeans, kmeans_init, num_quantizers=num_quantizers)
+        backbone = VocosBackbone(dimension, dim, intermediate_dim, num_layers, layer_scale_init_value,
+                                 adanorm_num_embeddings)
+        head = ISTFTHead(dim, n_fft, hop, padding)
+        decoder = WavTokenizerDecoder(backbone, head, SAMPLE_RATE, bandwidth_id)
+        super().__init__(encoder, quantizer, decoder)  # Codec's attributes and checks
+        # ... but the lobes live under the reference's names: unregister Codec's, keep views
+        for name in ("encoder", "quantizer", "decoder"):
+            del self._modules[name]
+        object.__setattr__(self, "_decoder_view", decoder)
+        self.feature_extractor = _EncodecFeatures(_EncodecModel(encoder, seanet_decoder, quantizer))
+        self.backbone, self.head = backbone, head
         self.config = dict(
             downsamples=list(downsamples), n_filters=n_filters, dimension=dimension, vq_bins=vq_bins,
             vq_kmeans=vq_kmeans, num_quantizers=num_quantizers, kmeans_init=kmeans_init,
@@ -762,21 +775,6 @@ class WavTokenizer(Codec):
             n_fft=n_fft, padding=padding, bandwidth_id=bandwidth_id, decoder_ratios=list(decoder_ratios),
             lstm=lstm,
         )
-        self.feature_extractor = _EncodecFeatures(_EncodecModel(
-            SEANetEncoder(downsamples, n_filters, dimension, lstm),
-            SEANetDecoder(decoder_ratios, n_filters, dimension, lstm),
-            WavTokenizerVQ(dimension, vq_bins, vq_kmeans, kmeans_init, num_quantizers=num_quantizers),
-        ))
-        self.backbone = VocosBackbone(dimension, dim, intermediate_dim, num_layers, layer_scale_init_value,
-                                      adanorm_num_embeddings)
-        self.head = ISTFTHead(dim, n_fft, hop, padding)
-        # Codec's attributes (no state)
-        self.compressor, self.decompressor = nn.Identity(), nn.Identity()
-        self.hop_length, self.sample_rate, self.output_sample_rate = hop, SAMPLE_RATE, SAMPLE_RATE
-        self.config_hash, self.token_models = "", {}
-        # the decoder lobe is a view on backbone + head, not registered (its names are theirs)
-        object.__setattr__(self, "_decoder_view", WavTokenizerDecoder(self.backbone, self.head, SAMPLE_RATE,
-                                                                      bandwidth_id))
 
     # ------------------------------------------------------------------ the Codec lobes
     @property
