@@ -9,6 +9,8 @@ Examples
     speechbrain-codec encode --manifest test.csv --data-root DATA outdir/ --checkpoint exp/codec
     speechbrain-codec encode audio_dir/ sbc_dir/ --checkpoint exp/codec --device cuda
     speechbrain-codec decode sbc_dir/ wav_dir/ --checkpoint exp/codec
+    speechbrain-codec decode --manifest test.csv sbc_dir/ wav_dir/ --checkpoint exp/codec --precision int8
+    speechbrain-codec encode x.wav x.sbc --checkpoint lucadellalib/focalcodec_12_5hz --precision fp32
     speechbrain-codec baselines --manifest test.csv --data-root DATA outdir/ codec2_700C opus_6k
     speechbrain-codec evaluate --manifest test.csv --system mine=wav_dir --out results.json
     speechbrain-codec report results.json --out results.md --plots plots/ [--format focalcodec_s]
@@ -23,7 +25,11 @@ inputs that would share an output name (``a.wav`` and ``a.flac``) are refused be
 written. A folder of ``.sbc`` files decodes to ``<stem>.wav``. A clip shorter than the encoder
 accepts (under one frame) is zero-padded with a notice and decodes to its original length.
 ``--device`` (cpu, cuda, cuda:N, mps) places the codec and the signals; a device that is not
-available is a one-line error.
+available is a one-line error. Batch forms code ``--batch-size`` (default 8) utterances of
+similar length together, each exactly as it is coded alone (sorted by length, zero-padded,
+masked), with a progress bar and a throughput line (RTF, hours of audio per second) on stderr.
+``--precision fp32|bf16|int8`` (and ``--compile``) selects an inference path
+(:mod:`speechbrain_codec.inference`): fp32 gives the plain path's tokens; bf16 / int8 are lossy.
 """
 
 from __future__ import annotations
@@ -245,7 +251,6 @@ def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, 
     (default: the codec's) is where the signal is encoded; the tokens come back to the CPU.
     ``streaming=True`` encodes chunk by chunk (:meth:`Codec.stream_sig_to_toks`; a causal codec).
     """
-    from .bitstream import Bitstream, write_sbc
     from .dataio import load_audio
     from .utils import CodecError
 
@@ -253,8 +258,16 @@ def encode_file(codec, src: str | Path, dst: str | Path, entropy: bool = False, 
         raise CodecError("the checkpoint has no entropy model; fit one with `speechbrain-codec fit-entropy`")
     device = _codec_device(codec) if device is None else device
     sig = load_audio(src, codec.sample_rate)
-    streams = _sent_streams(codec, _tokens(codec, sig, src, device, streaming))
-    bs = Bitstream.from_streams(streams, codec.sample_rate, sig.numel(), codec.config_hash,
+    return _write_tokens(codec, _tokens(codec, sig, src, device, streaming), sig.numel(), src, dst, entropy)
+
+
+def _write_tokens(codec, toks: dict, num_samples: int, src, dst, entropy: bool) -> dict:
+    """Write ``toks`` (``_tokens``'s) of a ``num_samples`` clip to the ``.sbc`` file ``dst``."""
+    from .bitstream import Bitstream, write_sbc
+    from .utils import CodecError
+
+    streams = _sent_streams(codec, toks)
+    bs = Bitstream.from_streams(streams, codec.sample_rate, num_samples, codec.config_hash,
                                 codec.token_models if entropy else None)
     try:
         data, per_stream = bs.encode()
@@ -296,7 +309,6 @@ def decode_file(codec, src: str | Path, dst: str | Path, device=None, streaming:
     import torch
 
     from .bitstream import read_sbc
-    from .dataio import save_audio
 
     bs = read_sbc(src, codec.token_models or None)
     _check_fits(codec, bs, src)
@@ -305,9 +317,15 @@ def decode_file(codec, src: str | Path, dst: str | Path, device=None, streaming:
     with torch.no_grad():
         to_sig = codec.stream_toks_to_sig if streaming else codec.toks_to_sig
         sig = to_cpu(to_sig(codec.from_token_dict(toks)))
-    sig = codec.fit_length(sig, codec.output_length(bs.num_samples))[0]
-    save_audio(dst, sig, codec.output_sample_rate)
+    _save_decoded(codec, sig, bs.num_samples, dst)
     return {"duration": bs.duration}
+
+
+def _save_decoded(codec, sig, num_samples: int, dst) -> None:
+    """``sig [1, T]`` cut / extended to the clip's output length, written as 16-bit audio."""
+    from .dataio import save_audio
+
+    save_audio(dst, codec.fit_length(sig, codec.output_length(num_samples))[0], codec.output_sample_rate)
 
 
 def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None, entropy: bool = False) -> dict:
@@ -358,26 +376,147 @@ def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None
     return rates
 
 
+def _batchable(codec, streaming: bool, batch_size: int) -> bool:
+    """Whether ``_batch`` codes several utterances per call (single-stream codecs, offline)."""
+    return batch_size > 1 and not streaming and len(codec.layout.streams) == 1 and hasattr(codec, "batch_sig_to_toks")
+
+
+class _Progress:
+    """A progress bar on stderr (tqdm; silent when stderr is not a terminal unless forced)."""
+
+    def __init__(self, total: int, what: str, unit_seconds: bool = False) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=what, unit="utt", file=sys.stderr, leave=False,
+                        disable=None if total > 1 else True, dynamic_ncols=True)
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _throughput(command: str, n: int, audio_s: float, taken: float) -> dict:
+    """The throughput facts of a batch run, printed as one line on stderr."""
+    facts = {"utterances": n, "audio_seconds": round(audio_s, 3), "seconds": round(taken, 3),
+             "rtf": taken / audio_s if audio_s else None,
+             "audio_hours_per_second": audio_s / 3600 / taken if taken else None}
+    rtf = f"RTF {facts['rtf']:.3f}" if facts["rtf"] is not None else "RTF -"
+    speed = f"{audio_s / taken:.1f} s of audio per second" if taken else "-"
+    print(f"{command}d {n} utterance(s), {audio_s / 3600:.4f} h of audio in {taken:.1f} s: {rtf}, {speed} "
+          f"({facts['audio_hours_per_second'] or 0:.2e} h/s)", file=sys.stderr)
+    return facts
+
+
+def _encode_batched(codec, items, tmp: Path, entropy: bool, device, batch_size: int, progress) -> list[dict]:
+    """Encode ``items`` in batches of similar length (longest first within the sorted order
+    does not matter: every utterance gets the tokens it gets alone); short clips (the padding
+    rules of ``_tokens``) are coded one by one."""
+    from .bitstream import FRAME_SLACK
+    from .dataio import load_audio
+
+    facts: dict[int, dict] = {}
+    lengths = []
+    for uid, src in items:
+        try:
+            import soundfile as sf
+
+            info = sf.info(str(src))
+            lengths.append(info.frames * codec.sample_rate / max(info.samplerate, 1))
+        except Exception:  # let load_audio report it, in order
+            lengths.append(0.0)
+    order = sorted(range(len(items)), key=lambda i: (lengths[i], i))
+    short = (FRAME_SLACK + 1) * codec.hop_length
+    for start in range(0, len(order), batch_size * 4):  # bounded memory: a few batches of audio at a time
+        window = order[start : start + batch_size * 4]
+        sigs = {i: load_audio(items[i][1], codec.sample_rate) for i in window}
+        long_ = [i for i in window if sigs[i].numel() >= short]
+        for i in window:
+            if sigs[i].numel() < short:
+                uid, src = items[i]
+                facts[i] = _write_tokens(codec, _tokens(codec, sigs[i], src, device), sigs[i].numel(), src,
+                                         tmp / f"{uid}.sbc", entropy)
+                progress(1)
+        toks = codec.batch_sig_to_toks([to_device(sigs[i], device) for i in long_], batch_size, progress)
+        for i, t in zip(long_, toks):
+            uid, src = items[i]
+            facts[i] = _write_tokens(codec, {"tokens": to_cpu(t).numpy()}, sigs[i].numel(), src,
+                                     tmp / f"{uid}.sbc", entropy)
+    return [facts[i] for i in range(len(items))]
+
+
+def _decode_batched(codec, items, tmp: Path, device, batch_size: int, progress) -> float:
+    """Decode ``items`` (``.sbc`` files) in batches of similar length; returns the audio seconds."""
+    import torch
+
+    from .bitstream import read_sbc
+
+    streams = []
+    for uid, src in items:
+        bs = read_sbc(src, codec.token_models or None)
+        _check_fits(codec, bs, src)
+        streams.append(bs)
+    toks = [to_device(torch.as_tensor(codec.from_token_dict(bs.token_dict())), device) for bs in streams]
+    order = sorted(range(len(items)), key=lambda i: (toks[i].shape[0], i))
+    for start in range(0, len(order), batch_size * 4):
+        window = order[start : start + batch_size * 4]
+        sigs = codec.batch_toks_to_sig([toks[i] for i in window], batch_size, progress)
+        for i, sig in zip(window, sigs):
+            _save_decoded(codec, to_cpu(sig)[None], streams[i].num_samples, tmp / f"{items[i][0]}.wav")
+    return sum(bs.duration for bs in streams)
+
+
 def _batch(codec, command: str, items: list[tuple[str, Path]], out_dir: Path, entropy: bool = False,
-           device=None, streaming: bool = False) -> None:
-    """Encode or decode ``[(ID, path)]`` into ``out_dir`` (atomic); write ``bitrate.json``."""
+           device=None, streaming: bool = False, batch_size: int = 1) -> None:
+    """Encode or decode ``[(ID, path)]`` into ``out_dir`` (atomic); write ``bitrate.json``.
+
+    ``batch_size > 1`` codes utterances of similar length together
+    (:meth:`Codec.batch_sig_to_toks`: each gets the tokens and waveform it gets alone); a
+    progress bar and a throughput line (RTF, audio hours per second) go to stderr, and the
+    throughput into ``bitrate.json``."""
     from .utils import atomic_path, atomic_write_json
 
+    device = _codec_device(codec) if device is None else device
+    batched = _batchable(codec, streaming, batch_size)
+    progress = _Progress(len(items), command)
     start = time.perf_counter()
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        if command == "encode":
-            facts = [encode_file(codec, src, tmp / f"{uid}.sbc", entropy, device, streaming) for uid, src in items]
-            rates = bitrate_summary(codec, facts, time.perf_counter() - start, entropy)
-            rates["encode_streaming"] = streaming
-            atomic_write_json(tmp / "bitrate.json", rates)
-        else:
-            dur = sum(decode_file(codec, src, tmp / f"{uid}.wav", device, streaming)["duration"] for uid, src in items)
-            src_rates = Path(items[0][1]).parent / "bitrate.json" if items else None
-            if src_rates is not None and src_rates.is_file():
-                rates = json.loads(src_rates.read_text())
-                rates["decode_rtf"] = (time.perf_counter() - start) / dur if dur else None
-                rates["decode_streaming"] = streaming
+    try:
+        with atomic_path(out_dir, is_dir=True) as tmp:
+            if command == "encode":
+                if batched:
+                    facts = _encode_batched(codec, items, tmp, entropy, device, batch_size, progress)
+                else:
+                    facts = []
+                    for uid, src in items:
+                        facts.append(encode_file(codec, src, tmp / f"{uid}.sbc", entropy, device, streaming))
+                        progress(1)
+                taken = time.perf_counter() - start
+                rates = bitrate_summary(codec, facts, taken, entropy)
+                rates["encode_streaming"] = streaming
+                rates["encode_throughput"] = _throughput(command, len(items), rates["duration"] or 0.0, taken)
+                rates["encode_throughput"]["batch_size"] = batch_size if batched else 1
                 atomic_write_json(tmp / "bitrate.json", rates)
+            else:
+                if batched:
+                    dur = _decode_batched(codec, items, tmp, device, batch_size, progress)
+                else:
+                    dur = 0.0
+                    for uid, src in items:
+                        dur += decode_file(codec, src, tmp / f"{uid}.wav", device, streaming)["duration"]
+                        progress(1)
+                taken = time.perf_counter() - start
+                report = _throughput(command, len(items), dur, taken)
+                report["batch_size"] = batch_size if batched else 1
+                src_rates = Path(items[0][1]).parent / "bitrate.json" if items else None
+                if src_rates is not None and src_rates.is_file():
+                    rates = json.loads(src_rates.read_text())
+                    rates["decode_rtf"] = taken / dur if dur else None
+                    rates["decode_streaming"] = streaming
+                    rates["decode_throughput"] = report
+                    atomic_write_json(tmp / "bitrate.json", rates)
+    finally:
+        progress.close()
 
 
 def _info(args) -> tuple[dict, int]:
@@ -512,11 +651,19 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--streaming", action="store_true",
                        help=f"{cmd} chunk by chunk as a streaming {'sender' if cmd == 'encode' else 'receiver'} "
                             "would (causal codecs; the same tokens as offline)")
+        p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default=None,
+                       help="the inference path (Codec.optimize_for_inference): fp32 = exact (the tokens of the plain "
+                            "path, faster), bf16 / int8 = reduced-precision weights (faster, lossy); default: the plain path")
+        p.add_argument("--compile", action="store_true", help="torch.compile the lobes (the first call compiles: slow)")
+        p.add_argument("--batch-size", type=int, default=8,
+                       help="manifest / folder inputs: utterances of similar length coded together (default 8; 1: one by one)")
         if cmd == "encode":
             p.add_argument("--manifest", help="encode every utterance of this manifest (output: a folder)")
             p.add_argument("--data-root", help="value of {data_root} in the manifest")
             p.add_argument("--entropy", action="store_true",
                            help="range-code the tokens with the checkpoint's entropy_model.json")
+        else:
+            p.add_argument("--manifest", help="decode <IN>/<ID>.sbc for every ID of this manifest (IN: a folder of .sbc)")
     p = sub.add_parser("fit-entropy", help="fit the token model for --entropy on a manifest")
     p.add_argument("--manifest", required=True)
     p.add_argument("--data-root")
@@ -527,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoothing", type=float, default=1.0, help="added to every count (--model order0)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     p.add_argument("--trust-remote-code", action="store_true", help="as for encode")
-    for extra in ("baselines", "evaluate", "report", "listening"):
+    for extra in ("baselines", "evaluate", "report", "listening", "leaderboard"):
         sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)
     p = sub.add_parser("info", help="describe .sbc files and/or a checkpoint")
     p.add_argument("files", nargs="*")
@@ -535,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--trust-remote-code", action="store_true", help="as for encode")
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("baselines", "evaluate", "report", "listening"):
+    if argv and argv[0] in ("baselines", "evaluate", "report", "listening", "leaderboard"):
         setup_notices()
         from importlib import import_module
 
@@ -569,23 +716,41 @@ def main(argv: list[str] | None = None) -> int:
         if args.streaming and not getattr(codec, "streaming", False):
             raise CodecError(f"{args.checkpoint}: --streaming needs a causal codec whose lobes all stream; "
                              "this one does not (drop --streaming)")
+        if args.batch_size < 1:
+            raise CodecError(f"--batch-size {args.batch_size}: give 1 or more")
+        if args.precision or args.compile:
+            if not hasattr(codec, "optimize_for_inference"):
+                raise CodecError(f"{args.checkpoint}: this codec has no inference modes (drop --precision / --compile)")
+            from .inference import PRECISIONS
+
+            codec.optimize_for_inference(PRECISIONS[args.precision or "fp32"], compile=args.compile)
         work = functools.partial(encode_file, entropy=args.entropy) if encoding else decode_file
         work = functools.partial(work, streaming=args.streaming)
         suffix = ".sbc" if encoding else ".wav"
-        manifest = args.manifest if encoding else None
+        manifest = args.manifest
         *inputs, output = args.paths
         if manifest or (len(inputs) == 1 and Path(inputs[0]).is_dir()):
             if manifest:
                 from .dataio import read_manifest
 
-                if inputs:
+                if encoding and inputs:
                     parser.error("with --manifest, give only the output folder")
-                rows = read_manifest(manifest, args.data_root)
-                items = [(uid, Path(r["wav"])) for uid, r in rows.items()]
+                if not encoding and (len(inputs) != 1 or not Path(inputs[0]).is_dir()):
+                    parser.error("decode --manifest needs the folder of .sbc files, then the output folder")
+                rows = read_manifest(manifest, args.data_root if encoding else None)
+                if encoding:
+                    items = [(uid, Path(r["wav"])) for uid, r in rows.items()]
+                else:
+                    items = [(uid, Path(inputs[0]) / f"{uid}.sbc") for uid in rows]
+                    missing = [str(p) for _, p in items if not p.is_file()]
+                    if missing:
+                        raise CodecError(f"{manifest}: {len(missing)} utterance(s) have no .sbc in {inputs[0]} "
+                                         f"(first: {missing[0]}); encode them first (encode --manifest)")
                 _check_collisions([(uid, Path(uid + suffix)) for uid, _ in items], manifest)
             else:
                 items = _folder_items(Path(inputs[0]), encoding)
-            _batch(codec, args.command, items, Path(output), encoding and args.entropy, device, args.streaming)
+            _batch(codec, args.command, items, Path(output), encoding and args.entropy, device, args.streaming,
+                   args.batch_size)
             return 0
         if not inputs:
             parser.error(f"{args.command} needs an input and an output")

@@ -125,6 +125,8 @@ class Codec(nn.Module):
                 "a token frame would not last as long on both sides"
             )
         self.config_hash = ""  # set by from_pretrained / save_pretrained
+        self.inference_mode = None  # set by optimize_for_inference: "exact", "int8", "bf16"
+        self.compute_dtype = None  # the lobes' dtype when not fp32 (bf16 mode)
         self.token_models = {}  # stream name -> entropy model (entropy_model*.json), set by from_pretrained
 
     # ------------------------------------------------------------------ properties
@@ -198,11 +200,44 @@ class Codec(nn.Module):
             sig.requires_grad or any(p.requires_grad for p in self.encoder.parameters())
         )
         with torch.set_grad_enabled(track):
-            return self.encoder(self.pad(sig), lens)
+            return self.encoder(self._in(self.pad(sig)), lens)
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the lobes' compute dtype (bf16 mode); unchanged otherwise."""
+        return x if self.compute_dtype is None else x.to(self.compute_dtype)
+
+    @staticmethod
+    def _out(x: torch.Tensor) -> torch.Tensor:
+        return x if x.dtype == torch.float32 or not x.is_floating_point() else x.float()
+
+    def optimize_for_inference(self, mode: str = "exact", compile: bool = False) -> "Codec":
+        """Prepare this codec for coding only (in place; returns it): ``mode`` ``exact`` (fp32,
+        the plain path's tokens), ``int8`` (dynamic int8 Linear layers) or ``bf16``;
+        ``compile=True`` adds ``torch.compile``. See :mod:`speechbrain_codec.inference`."""
+        from .inference import optimize_for_inference
+
+        return optimize_for_inference(self, mode, compile)
+
+    def batch_sig_to_toks(self, sigs: list[torch.Tensor], batch_size: int = 8, progress=None) -> list[torch.Tensor]:
+        """:meth:`sig_to_toks` of each signal ``[T_i]`` of a list, in batches of similar
+        lengths (:func:`speechbrain_codec.inference.batch_sig_to_toks`); ``[N_i, K]`` each."""
+        from .inference import batch_sig_to_toks
+
+        return batch_sig_to_toks(self, sigs, batch_size, progress)
+
+    def batch_toks_to_sig(self, toks: list[torch.Tensor], batch_size: int = 8, progress=None) -> list[torch.Tensor]:
+        """:meth:`toks_to_sig` of each token array ``[N_i, K]`` of a list, in batches."""
+        from .inference import batch_toks_to_sig
+
+        return batch_toks_to_sig(self, toks, batch_size, progress)
+
+    def _coding(self):
+        """The autograd context of the coding paths: inference mode once prepared."""
+        return torch.inference_mode() if self.inference_mode else torch.no_grad()
 
     def sig_to_lats(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         """``sig [B, T_wav] -> lats [B, T, C]`` (encoder and compressor)."""
-        return self.compressor(self.sig_to_feats(sig, lens))
+        return self._out(self.compressor(self.sig_to_feats(sig, lens)))
 
     def output_length(self, num_samples: int) -> int:
         """Output samples for ``num_samples`` input samples."""
@@ -227,15 +262,15 @@ class Codec(nn.Module):
         rec = self.fit_length(self.decoder(qfeats), self.output_length(sig.shape[-1]))
         return CodecOutput(rec, q.toks, lats, q.qlats, q.losses, feats, qfeats)
 
-    @torch.no_grad()
     def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         """``sig [B, T_wav] -> toks [B, ceil(T_wav / hop_length), K]``."""
-        return self.quantizer(self.sig_to_lats(sig, lens)).toks
+        with self._coding():
+            return self.quantizer(self.sig_to_lats(sig, lens)).toks
 
-    @torch.no_grad()
     def toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
         """``toks [B, T, K] -> sig [B, T * output_hop_length]`` at ``output_sample_rate``."""
-        return self.decoder(self.decompressor(self.quantizer.toks_to_qlats(toks)))
+        with self._coding():
+            return self._out(self.decoder(self.decompressor(self._in(self.quantizer.toks_to_qlats(toks)))))
 
     # ------------------------------------------------------------------ streaming
     def _non_streaming_lobes(self) -> list[str]:
@@ -279,19 +314,19 @@ class Codec(nn.Module):
         self._check_streaming()
         return StreamDecoder(self)
 
-    @torch.no_grad()
     def stream_sig_to_toks(self, sig: torch.Tensor) -> torch.Tensor:
         """:meth:`sig_to_toks` computed chunk by chunk (``chunk_size`` samples) with
         :meth:`stream_encoder`, as a streaming sender would: the same tokens."""
-        enc = self.stream_encoder()
-        return torch.cat([enc(chunk) for chunk in sig.split(self.chunk_size, dim=-1)], dim=1)
+        with self._coding():
+            enc = self.stream_encoder()
+            return torch.cat([enc(chunk) for chunk in sig.split(self.chunk_size, dim=-1)], dim=1)
 
-    @torch.no_grad()
     def stream_toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
         """:meth:`toks_to_sig` computed chunk by chunk (``chunk_size / hop_length`` frames) with
         :meth:`stream_decoder`, as a streaming receiver would."""
-        dec = self.stream_decoder()
-        return torch.cat([dec(chunk) for chunk in toks.split(self.chunk_size // self.hop_length, dim=1)], dim=-1)
+        with self._coding():
+            dec = self.stream_decoder()
+            return torch.cat([dec(chunk) for chunk in toks.split(self.chunk_size // self.hop_length, dim=1)], dim=-1)
 
     # ------------------------------------------------------------------ metadata
     def describe(self) -> dict:
@@ -560,7 +595,6 @@ class StreamEncoder:
     def __init__(self, codec: Codec) -> None:
         self.codec, self.cache, self.done = codec, {}, False
 
-    @torch.no_grad()
     def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
         """``chunk [B, n]`` -> ``toks [B, n / hop_length, K]``."""
         if self.done:
@@ -569,8 +603,9 @@ class StreamEncoder:
             self.done = True
             chunk = self.codec.pad(chunk)
         c = self.codec
-        lats = c.compressor(c.encoder(chunk, cache=self.cache), cache=self.cache)
-        return c.quantizer(lats).toks
+        with c._coding():
+            lats = c.compressor(c.encoder(c._in(chunk), cache=self.cache), cache=self.cache)
+            return c.quantizer(c._out(lats)).toks
 
 
 class StreamDecoder:
@@ -579,9 +614,9 @@ class StreamDecoder:
     def __init__(self, codec: Codec) -> None:
         self.codec, self.cache = codec, {}
 
-    @torch.no_grad()
     def __call__(self, toks: torch.Tensor) -> torch.Tensor:
         """``toks [B, n, K]`` -> ``sig [B, n * output_hop_length]``."""
         c = self.codec
-        x = c.decompressor(c.quantizer.toks_to_qlats(toks), cache=self.cache)
-        return c.decoder(x, cache=self.cache)
+        with c._coding():
+            x = c.decompressor(c._in(c.quantizer.toks_to_qlats(toks)), cache=self.cache)
+            return c._out(c.decoder(x, cache=self.cache))

@@ -38,6 +38,17 @@ __all__ = [
 ]
 
 
+def frame_mask(lengths: torch.Tensor | None, T: int) -> torch.Tensor | None:
+    """``[B, T, 1]`` float mask of the first ``lengths[b]`` frames (``None`` without lengths)."""
+    if lengths is None:
+        return None
+    return (torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x if mask is None else x.masked_fill(~mask, 0.0)
+
+
 class DynamicTanh(nn.Module):
     """``tanh(alpha * x)`` with one learned scalar (Zhu et al., 2025), FocalCodec's causal norm."""
 
@@ -69,12 +80,14 @@ class ChunkFeedForward(FeedForward):
         super().__init__(chunk_size * dim, ffn_dim, dropout)
         self.chunk_size = chunk_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, T, C] -> [B, T, C]``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, T, C] -> [B, T, C]``; ``mask [B, T, 1]`` (padded batches): frames past an
+        utterance's end count as the zeros its own padding would be."""
         B, T, C = x.shape
         rem = (-T) % self.chunk_size
+        x0, x = x, _masked(x, mask)
         h = nn.functional.pad(x, (0, 0, 0, rem)).reshape(B, -1, self.chunk_size * C)
-        return x + super().forward(h).reshape(B, -1, C)[:, :T]
+        return x0 + super().forward(h).reshape(B, -1, C)[:, :T]
 
 
 class FocalModulation(nn.Module):
@@ -117,17 +130,26 @@ class FocalModulation(nn.Module):
         if use_post_norm:
             self.norm = DynamicTanh(tanhscale_init) if causal else nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        """``x [B, T, C] -> [B, T, C]``."""
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x [B, T, C] -> [B, T, C]``. ``mask [B, T, 1]`` (non-causal padded batches): each
+        utterance's convolutions and global average see zeros past its end, as when it is
+        coded alone (causal outputs never depend on later frames)."""
         query, context, gates = self.in_proj(x).transpose(1, 2).split([self.dim, self.dim, self.focal_level + 1], 1)
+        mask_cf = None if mask is None or self.causal else mask.transpose(1, 2)
         context_all = 0.0
         for level, (layer, k) in enumerate(zip(self.layers, self.kernels)):
             if self.causal:
                 context = pad_left(context, k - 1, layer, cache)
-            context = layer(context)
+            context = layer(_masked(context, mask_cf))
             context_all = context_all + context * gates[:, level : level + 1]
         if not self.causal:
-            context_global = self.act(context.mean(dim=-1, keepdim=True))
+            if mask_cf is None:
+                context_global = self.act(context.mean(dim=-1, keepdim=True))
+            else:
+                n = mask_cf.sum(-1, keepdim=True).clamp(min=1)
+                context_global = self.act(_masked(context, mask_cf).sum(-1, keepdim=True) / n)
             context_all = context_all + context_global * gates[:, self.focal_level :]
         if self.normalize_modulator:
             context_all = context_all / (self.focal_level + 1)
@@ -174,12 +196,14 @@ class FocalBlock(nn.Module):
         else:
             self.modulation_gamma = self.feed_forward_gamma = None
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        """``x [B, T, C] -> [B, T, C]``."""
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x [B, T, C] -> [B, T, C]`` (``mask``: see :class:`FocalModulation`)."""
         if self.use_post_norm:
-            h = self.modulation_norm(self.modulation(x, cache))
+            h = self.modulation_norm(self.modulation(x, cache, mask))
         else:
-            h = self.modulation(self.modulation_norm(x), cache)
+            h = self.modulation(self.modulation_norm(x), cache, mask)
         if self.modulation_gamma is not None:
             h = h * self.modulation_gamma
         x = x + h
@@ -199,8 +223,12 @@ class _DownScale(nn.Module):
         self.downscale = nn.Conv1d(cin, cout, factor, factor)
         self.activation = Snake(cout)
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``x [B, T, C] -> [B, ceil(T / factor), C']``."""
+        if not self.causal:
+            x = _masked(x, mask)
         x = x.transpose(1, 2)
         if self.causal:
             x = pad_left(x, self.factor - 1, self, cache)
@@ -232,8 +260,15 @@ class FocalDownScale(nn.Module):
         self.downscale = _DownScale(input_dim, output_dim, downscale_factor, block_kwargs.get("causal", False))
         self.focal_block = FocalBlock(output_dim, **block_kwargs)
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        return self.focal_block(self.downscale(x, cache), cache)
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``lengths`` (frames of each utterance of a padded batch, at the input rate): coded as
+        if alone; the output's lengths are ``ceil(lengths / factor)``."""
+        if lengths is None:
+            return self.focal_block(self.downscale(x, cache), cache)
+        x = self.downscale(x, cache, frame_mask(lengths, x.shape[1]))
+        return self.focal_block(x, cache, frame_mask(-(-lengths // self.factor), x.shape[1]))
 
 
 class FocalUpScale(nn.Module):
@@ -245,8 +280,11 @@ class FocalUpScale(nn.Module):
         self.focal_block = FocalBlock(input_dim, **block_kwargs)
         self.upscale = _UpScale(input_dim, output_dim, upscale_factor)
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        return self.upscale(self.focal_block(x, cache))
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``lengths``: see :class:`FocalDownScale` (output lengths ``lengths * factor``)."""
+        return self.upscale(self.focal_block(x, cache, frame_mask(lengths, x.shape[1])))
 
 
 def _block_kwargs(
@@ -338,10 +376,16 @@ class FocalCompressor(nn.Module):
         """Total frame-rate reduction."""
         return math.prod(layer.factor for layer in self.layers)
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
-        """``x [B, T, C] -> [B, ceil(T / downsample), output_dim]``; ``cache`` streams (causal)."""
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x [B, T, C] -> [B, ceil(T / downsample), output_dim]``; ``cache`` streams (causal).
+        ``lengths [B]`` (frames per utterance of a zero-padded batch): every utterance gets the
+        latents it gets alone (``ceil(lengths / downsample)`` valid frames)."""
         for layer in self.layers:
-            x = layer(x, cache)
+            x = layer(x, cache) if lengths is None else layer(x, cache, lengths)
+            if lengths is not None:
+                lengths = -(-lengths // layer.factor)
         x = self.out_proj(self.dropout(x))
         return nn.functional.normalize(x, dim=-1) if self.normalize else x
 
@@ -425,13 +469,20 @@ class FocalDecompressor(nn.Module):
         """Total frame-rate increase."""
         return math.prod(layer.factor for layer in self.layers)
 
-    def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: StreamCache | None = None, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``x [B, T, C] -> [B, T * upsample, output_dim]``; ``cache`` streams (causal; feed
-        ``chunk_frames / upsample`` frames or a multiple per call when there is a refiner)."""
+        ``chunk_frames / upsample`` frames or a multiple per call when there is a refiner).
+        ``lengths [B]``: see :class:`FocalCompressor` (output lengths ``lengths * upsample``)."""
         x = self.dropout(self.in_proj(x))
         for layer in self.layers:
-            x = layer(x, cache)
-        return self.refiner(x) if self.refiner is not None else x
+            x = layer(x, cache) if lengths is None else layer(x, cache, lengths)
+            if lengths is not None:
+                lengths = lengths * layer.factor
+        if self.refiner is None:
+            return x
+        return self.refiner(x) if lengths is None else self.refiner(x, frame_mask(lengths, x.shape[1]))
 
     def grow(self, factor: int = 2, dim: int | None = None) -> FocalUpScale:
         """Insert a ``factor``-times up-sampling layer at position 0, right after ``in_proj``

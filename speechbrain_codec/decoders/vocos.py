@@ -51,7 +51,11 @@ class ISTFTHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, dim] -> sig [B, T * hop_length]``."""
-        x = self.proj(x).transpose(1, 2)
+        return self.synthesize(self.proj(x))
+
+    def synthesize(self, x: torch.Tensor) -> torch.Tensor:
+        """``proj(x) [B, T, n_fft + 2]`` (log-magnitude | phase) ``-> sig [B, T * hop_length]``."""
+        x = x.transpose(1, 2)
         log_mag, phase = x.chunk(2, dim=1)
         mag = torch.exp(log_mag).clamp(max=1e2)
         spec = torch.polar(mag.float(), phase.float())
@@ -119,3 +123,28 @@ class VocosDecoder(Decoder):
         if self.upsample > 1:
             x = x.repeat_interleave(self.upsample, dim=-1)
         return self.head(self.backbone(x))
+
+    def forward_lengths(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """A zero-padded batch ``x [B, T, C]`` of ``lengths[b]`` valid frames -> one signal per
+        utterance, each as :meth:`forward` gives it alone (``lengths[b] * hop_length`` samples):
+        every "same"-padded convolution of the backbone sees zeros past the utterance's end, and
+        the iSTFT (whose overlap-add and envelope reach across frames) runs per utterance."""
+        if x.shape[-1] != self.in_channels:
+            raise ValueError(f"VocosDecoder expects [B, T, {self.in_channels}], got {list(x.shape)}")
+        x = x.transpose(1, 2)
+        lengths = lengths.to(x.device) * self.upsample
+        if self.upsample > 1:
+            x = x.repeat_interleave(self.upsample, dim=-1)
+        valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+
+        def zero_padding(module, args):
+            return (args[0].masked_fill(~valid, 0.0), *args[1:])
+
+        convs = [] if self.backbone.causal else [m for m in self.backbone.modules() if isinstance(m, nn.Conv1d)]
+        hooks = [m.register_forward_pre_hook(zero_padding) for m in convs]
+        try:
+            proj = self.head.proj(self.backbone(x))
+        finally:
+            for h in hooks:
+                h.remove()
+        return [self.head.synthesize(proj[b : b + 1, : int(n)])[0] for b, n in enumerate(lengths.tolist())]

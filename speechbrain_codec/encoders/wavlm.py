@@ -48,6 +48,20 @@ class _ConvBlock(nn.Module):
         x = self.conv(x)
         return self.act(self.norm(x.transpose(1, 2))).transpose(1, 2)
 
+    def forward_last(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+        """Inference path, channels-last: ``x [B, T, C] -> [B, T', C']``, the convolution as one
+        matrix product over the unfolded frames (the same sums in another order; no transposes)."""
+        k, s = self.kernel_size, self.conv.stride[0]
+        if self.causal:
+            x = pad_left(x.transpose(1, 2), k - 1, self, cache).transpose(1, 2)
+        elif x.shape[1] < k:
+            x = nn.functional.pad(x, (0, 0, 0, k - x.shape[1]))
+        B, _, C = x.shape
+        frames = x.unfold(1, k, s)  # [B, T', C, k], the weight's (C_in, k) order
+        w = self.conv.weight.reshape(self.conv.out_channels, C * k)
+        x = nn.functional.linear(frames.reshape(B, frames.shape[1], C * k), w)
+        return self.act(self.norm(x))
+
 
 class _FeatureExtractor(nn.Module):
     def __init__(self, dims: Sequence[int], kernels: Sequence[int], strides: Sequence[int], causal: bool) -> None:
@@ -56,8 +70,15 @@ class _FeatureExtractor(nn.Module):
         self.layers = nn.ModuleList(
             _ConvBlock(ci, co, k, s, causal) for ci, co, k, s in zip(cins, dims, kernels, strides)
         )
+        self.fast = False  # the inference path (Codec.optimize_for_inference)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
+        """``x [B, 1, T_wav] -> [B, T, C]``."""
+        if self.fast:
+            x = x.transpose(1, 2)
+            for layer in self.layers:
+                x = layer.forward_last(x, cache)
+            return x
         for layer in self.layers:
             x = layer(x, cache)
         return x.transpose(1, 2)
@@ -165,6 +186,8 @@ class _TransformerEncoder(nn.Module):
         self.relative_embedding = nn.Embedding(num_buckets, num_heads)
         self.layers = nn.ModuleList(_TransformerLayer(dim, ffn_dim, num_heads, dropout) for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout)
+        self.fast = False  # the inference path: cached position bias (Codec.optimize_for_inference)
+        self._bias_table = None
 
     def bucket(self, rel: torch.Tensor) -> torch.Tensor:
         """Relative position (key - query) -> bucket index (T5 / WavLM log buckets)."""
@@ -181,8 +204,27 @@ class _TransformerEncoder(nn.Module):
 
     def position_bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
         """``[H, Tq, Tk]`` bias for absolute query and key positions."""
+        if self.fast:
+            return self._cached_bias(q_pos, k_pos)
         rel = k_pos[None, :] - q_pos[:, None]
         return self.relative_embedding(self.bucket(rel)).permute(2, 0, 1)
+
+    def _cached_bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """:meth:`position_bias` from a table of the bias per relative position ``[H, 2R + 1]``
+        (R: the largest distance seen so far; rebuilt when the embedding's weights change): the
+        same values, gathered instead of bucketed and looked up per query-key pair."""
+        weight = self.relative_embedding.weight
+        span = int(max(q_pos[-1] - k_pos[0], k_pos[-1] - q_pos[0]).abs()) if len(q_pos) and len(k_pos) else 0
+        key = (weight._version, weight.data_ptr(), weight.device, weight.dtype)
+        table = self._bias_table
+        if table is None or table[0] != key or table[1] < span:
+            reach = max(span, 1024 if table is None else 2 * table[1])
+            rel = torch.arange(-reach, reach + 1, device=weight.device)
+            values = nn.functional.embedding(self.bucket(rel), weight).T.contiguous()  # [H, 2R + 1]
+            self._bias_table = table = (key, reach, values)
+        reach, values = table[1], table[2]
+        rel = k_pos[None, :] - q_pos[:, None] + reach
+        return values[:, rel]
 
     def forward(
         self, x: torch.Tensor, lens: torch.Tensor | None, cache: StreamCache | None
@@ -200,6 +242,10 @@ class _TransformerEncoder(nn.Module):
             k_pos = torch.arange(start - n_past, start + T, device=x.device)
             end = ((q_pos // self.chunk + 1) * self.chunk).clamp(max=start + T)
             allowed = (k_pos[None, :] >= (end - self.window_size)[:, None]) & (k_pos[None, :] < end[:, None])
+            if lens is not None and cache is None:  # a padded batch: each chunk end clamped to its utterance's
+                n_valid = (lens * T).ceil().clamp(max=T).long()
+                end = torch.minimum(end[None, :], n_valid[:, None])[:, None, :, None]  # [B, 1, T, 1]
+                allowed = (k_pos >= end - self.window_size) & (k_pos < end)
             mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, float("-inf"))
         else:
             q_pos = k_pos = torch.arange(T, device=x.device)
@@ -296,7 +342,8 @@ class FocalWavLM(Encoder):
     ) -> torch.Tensor:
         """``sig [B, T_wav]`` -> ``feats [B, T, dim]``.
 
-        ``lens`` (relative lengths, non-causal only) masks the padded frames as keys. ``cache``
+        ``lens`` (relative lengths of a zero-padded batch) masks the padded frames as keys (and,
+        non-causal, zeroes them before the positional convolution, as the reference). ``cache``
         (causal only): pass the same dict with consecutive chunks whose lengths are multiples of
         ``hop_length * chunk_frames`` to stream.
         """
@@ -304,4 +351,13 @@ class FocalWavLM(Encoder):
             raise ValueError("FocalWavLM: streaming needs causal=True")
         x = self.feature_extractor(sig[:, None, :], cache)
         x = self.dropout(self.feature_proj(self.norm(x)))
-        return self.encoder(x, None if self.causal else lens, cache)
+        return self.encoder(x, lens, cache)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames for ``num_samples`` input samples (``forward``'s arithmetic)."""
+        if self.causal:
+            return -(-num_samples // self.hop_length)
+        T = num_samples
+        for layer in self.feature_extractor.layers:
+            T = (max(T, layer.kernel_size) - layer.kernel_size) // layer.conv.stride[0] + 1
+        return T
