@@ -12,10 +12,23 @@ import unicodedata
 
 import numpy as np
 
-__all__ = ["PocketsphinxASR", "WhisperASR", "CTCASR", "make_asr", "normalize_text", "basic_normalize", "word_errors"]
+__all__ = ["PocketsphinxASR", "WhisperASR", "CTCASR", "make_asr", "asr_label", "normalize_text", "basic_normalize",
+           "word_errors", "NORMALISERS"]
+
+# text normalisation schemes a protocol names (both the reference and every hypothesis go through it)
+NORMALISERS = {
+    "whisper": "English: Whisper's EnglishTextNormalizer (whisper-normalizer); Mandarin: one token per character, "
+               "punctuation removed",
+    "whisper+jiwer": "English: Whisper's EnglishTextNormalizer, then jiwer's wer_standardize (lower-case, common "
+                     "contractions expanded, Kaldi non-words removed, spaces collapsed) (lmloss.md §1.7); Mandarin "
+                     "as 'whisper'",
+    "focalcodec_s": "Mandarin: lower-cased, spaces deleted, punctuation kept, one token per character "
+                    "(focalcodec_s.md §1.4); English: Whisper's EnglishTextNormalizer",
+    "basic": "case-folded, punctuation removed, spaces collapsed; Mandarin per character",
+}
 
 
-def normalize_text(text: str, lang: str = "en") -> str:
+def normalize_text(text: str, lang: str = "en", scheme: str = "whisper") -> str:
     """Normalise for scoring: English as Whisper's evaluation does (``EnglishTextNormalizer``
     of the openai/whisper code, from the ``whisper-normalizer`` package: case, punctuation,
     numbers, British->American spellings, contractions); Mandarin split into characters (CER);
@@ -28,7 +41,22 @@ def normalize_text(text: str, lang: str = "en") -> str:
 
     >>> normalize_text("甚至出现，交易", "zh")
     '甚 至 出 现 交 易'
+    >>> normalize_text("甚至出现，交易", "zh", "focalcodec_s")
+    '甚 至 出 现 ， 交 易'
+    >>> normalize_text("I won't go", "en", "whisper+jiwer")
+    'i will not go'
     """
+    if scheme not in NORMALISERS:
+        raise ValueError(f"unknown text normaliser {scheme!r}; choose from {', '.join(NORMALISERS)}")
+    if scheme == "basic":
+        return basic_normalize(text, lang)
+    if lang.startswith("zh") and scheme == "focalcodec_s":
+        return " ".join(c for c in text.lower() if not c.isspace())
+    if lang.startswith("en") and scheme == "whisper+jiwer":
+        import jiwer
+
+        words = jiwer.wer_standardize_contiguous(normalize_text(text, lang, "whisper"))
+        return " ".join(w for sentence in words for w in sentence)
     if lang.startswith("en"):
         try:
             normalizer = _english_normalizer()
@@ -187,6 +215,18 @@ def _to_16k(sig: np.ndarray, sr: int) -> np.ndarray:
     from ..dataio import resample
 
     return resample(torch.as_tensor(sig, dtype=torch.float32), sr, 16000).numpy()
+
+
+def asr_label(spec: str) -> str:
+    """A short name for an ASR spec, for table headers: the model's (or folder's) name.
+
+    >>> asr_label("ctc:facebook/wav2vec2-base-960h"), asr_label("pocketsphinx")
+    ('wav2vec2-base-960h', 'pocketsphinx')
+    """
+    import os
+
+    kind, _, source = spec.partition(":")
+    return os.path.basename(os.path.normpath(source)) if source else kind
 
 
 def make_asr(spec: str, device: str = "cpu"):

@@ -2,8 +2,9 @@
 
 Each wraps a maintained package and runs offline: ``warpq`` (Jassim et al., 2021/2025),
 ``amfm_decompy`` (YAAPT pitch; Zahorian and Hu, 2008), ``speechmos`` (DNSMOS P.835/P.808 and
-PLCMOS ONNX models inside the wheel). UTMOS needs a TorchScript checkpoint path
-(``UTMOS(path)``), since its weights are not distributed in a wheel.
+PLCMOS ONNX models inside the wheel). UTMOS needs a local TorchScript or ONNX file
+(``UTMOS(path)``), since its weights are in no maintained wheel (the ``utmos`` package on PyPI
+needs fairseq and downloads at run time).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 import numpy as np
 
-__all__ = ["warpq_score", "f0_metrics", "yaapt_f0", "dnsmos", "plcmos", "UTMOS"]
+__all__ = ["warpq_score", "f0_metrics", "yaapt_f0", "dnsmos", "plcmos", "UTMOS", "export_utmos"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -93,22 +94,80 @@ def plcmos(sig: np.ndarray, sr: int = 16000, seed: int = 0) -> dict:
 
 
 class UTMOS:
-    """UTMOS from a TorchScript file (e.g. an exported UTMOS22 strong learner) at 16 kHz.
+    """UTMOS (UTMOS22 strong learner, Saeki et al., 2022) from a local exported file, at 16 kHz.
 
-    ``UTMOS(path)(sig, sr) -> {"utmos": float}``. Raises FileNotFoundError with the path when
-    the checkpoint is absent (no download is attempted).
+    ``UTMOS(path)(sig, sr) -> {"utmos": float}``. The file is either TorchScript (``.pt`` /
+    ``.ts`` / ``.jit``: ``forward(wav [1, T] float32, sr: int) -> score``) or ONNX (``.onnx``:
+    one input ``[1, T]`` float32 at 16 kHz, one score output), run with onnxruntime. Audio at
+    another rate is resampled to 16 kHz first. :func:`export_utmos` writes either from the
+    published predictor (``tarepan/SpeechMOS`` ``utmos22_strong`` through ``torch.hub``, on a
+    machine with internet). No download is attempted here: a missing file raises
+    FileNotFoundError naming it.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        import torch
-
+    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+        path = str(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: UTMOS checkpoint not found (pass a TorchScript file)")
-        self.model = torch.jit.load(str(path), map_location="cpu").eval()
+            raise FileNotFoundError(f"{path}: UTMOS checkpoint not found (pass a TorchScript or ONNX file; "
+                                    "python -m speechbrain_codec.metrics.export_utmos writes one)")
+        self.path, self.device = path, device
+        if path.endswith(".onnx"):
+            import onnxruntime
+
+            self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            self.input_name = self.session.get_inputs()[0].name
+            self.model = None
+        else:
+            import torch
+
+            self.model = torch.jit.load(path, map_location=device).eval()
 
     def __call__(self, sig: np.ndarray, sr: int = 16000) -> dict:
         import torch
 
+        x = torch.as_tensor(np.asarray(sig, dtype=np.float32))
+        if sr != 16000:
+            from ..dataio import resample
+
+            x = resample(x, sr, 16000)
+        if self.model is None:
+            out = self.session.run(None, {self.input_name: x[None].numpy()})[0]
+            return {"utmos": float(np.asarray(out).reshape(-1)[0])}
         with torch.no_grad():
-            score = self.model(torch.as_tensor(sig, dtype=torch.float32)[None], sr)
+            score = self.model(x[None].to(self.device), 16000)
         return {"utmos": float(torch.as_tensor(score).reshape(-1)[0])}
+
+
+def export_utmos(predictor, out: str | os.PathLike, seconds: float = 3.0) -> str:
+    """Export a UTMOS predictor ``(wav [1, T], sr) -> score [1]`` to ``out`` (``.onnx`` or
+    TorchScript), with the time axis dynamic. Returns the path."""
+    import torch
+
+    out = str(out)
+
+    class _At16k(torch.nn.Module):  # the exported file's contract: 16 kHz input
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, wav: torch.Tensor) -> torch.Tensor:
+            return self.inner(wav, 16000).reshape(-1)
+
+    example = 0.1 * torch.randn(1, int(16000 * seconds))
+    wrapped = _At16k(predictor.eval())
+    if out.endswith(".onnx"):
+        torch.onnx.export(wrapped, (example,), out, input_names=["wav"], output_names=["score"],
+                          dynamic_axes={"wav": {1: "time"}}, dynamo=False)
+    else:
+        traced = torch.jit.trace(wrapped, (example,), check_trace=False)
+
+        class _WithRate(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, wav: torch.Tensor, sr: int) -> torch.Tensor:
+                return self.inner(wav)
+
+        torch.jit.script(_WithRate(traced)).save(out)
+    return out

@@ -1,4 +1,5 @@
-"""evaluate + report on bundled clips: per-utterance problems do not stop the evaluation."""
+"""evaluate + report on bundled clips: per-utterance problems do not stop the evaluation, and a
+failed or silent utterance stays in every average at the metric's worst value (never dropped)."""
 
 import numpy as np
 import pytest
@@ -31,14 +32,50 @@ def test_bad_outputs_are_reported_per_utterance(manifest, tmp_path):
     # IDS[2] missing
     results = evaluate_systems(manifest, {"sys": system}, MINI_DATA)
     s = results["systems"]["sys"]
-    assert s["summary"]["utterances"] == 1 and s["summary"]["failed"] == 2
-    assert "silent" in s["utterances"][IDS[1]]["error"]
-    assert "no such audio file" in s["utterances"][IDS[2]]["error"]
-    assert 1.0 <= s["utterances"][IDS[0]]["pesq"] < 4.5
+    summary, utts = s["summary"], s["utterances"]
+    # the same three utterances as the original row; two failed, none dropped
+    assert summary["utterances"] == 3 and summary["scored"] == 1 and summary["failed"] == 2
+    assert results["systems"]["original"]["summary"]["utterances"] == 3
+    assert "silent" in utts[IDS[1]]["error"]
+    assert "no such audio file" in utts[IDS[2]]["error"]
+    p0, s0 = utts[IDS[0]]["pesq"], utts[IDS[0]]["stoi"]
+    assert 1.0 <= p0 < 4.5
+    # failed utterances at the worst value: PESQ 1, STOI 0 -> a silent codec cannot score better
+    assert summary["pesq_wb"] == pytest.approx((p0 + 1.0 + 1.0) / 3)
+    assert summary["stoi"] == pytest.approx(s0 / 3)
+    lo, hi = summary["ci95"]["stoi"]
+    assert 0.0 <= lo <= summary["stoi"] <= hi <= s0
+    # dWER: a failed clip is an empty transcript, 100 % of the original's transcript's words
+    orig = {u: results["systems"]["original"]["utterances"][u]["hyp"] for u in IDS}
+    n = [len(orig[u].split()) for u in IDS]
+    e0 = round(utts[IDS[0]]["dwer"] * n[0])
+    assert summary["dwer"] == pytest.approx((e0 + n[1] + n[2]) / sum(n))
+    assert utts[IDS[1]]["dwer"] == 1.0 and utts[IDS[2]]["dwer"] == 1.0
     # WER only where a transcript exists; dWER against the original's transcript everywhere
     assert "wer" in s["utterances"][IDS[0]]
     assert "no transcript" in results["systems"]["original"]["utterances"][IDS[1]]["note"]
     original = results["systems"]["original"]["summary"]
     assert original["pesq_wb"] == pytest.approx(4.64, abs=0.01) and original["dwer"] == 0.0
     table = results_table(results)
-    assert table.splitlines()[2].startswith("| original |") and "| sys |" in table
+    assert table.splitlines()[2].startswith("| original |") and "| sys (2 of 3 failed: worst values) |" in table
+
+
+def test_worst_values_fill_failures_and_metrics_without_one_are_incomplete():
+    from speechbrain_codec.evaluate import WORST, _summary
+
+    rows = {u: {"lang": "en", "text": "a b c d"} for u in "xyz"}
+    per_utt = {"x": {"stoi": 0.9, "warpq": 1.5, "warpq_norm": 0.6, "spk_sim": 0.8, "utmos": 3.0, "hyp": "a b c d"},
+               "y": {"stoi": 0.7, "warpq": 2.5, "warpq_norm": 0.4, "spk_sim": 0.6, "utmos": 2.0, "hyp": "a b"},
+               "z": {"error": "decoded audio is silent"}}
+    s = _summary(per_utt, rows, {u: "a b c d" for u in "xyz"}, ("stoi", "warpq", "spk", "utmos"), "pocketsphinx")
+    assert (s["utterances"], s["scored"], s["failed"]) == (3, 2, 1)
+    assert s["stoi"] == pytest.approx((0.9 + 0.7 + 0.0) / 3)
+    assert s["spk_sim"] == pytest.approx((0.8 + 0.6 - 1.0) / 3) and WORST["spk_sim"] == -1.0
+    assert s["utmos"] == pytest.approx(2.0)  # (3 + 2 + 1) / 3
+    assert s["warpq"] == pytest.approx(2.0) and s["incomplete"] == {"warpq": 1}  # no finite worst WARP-Q
+    assert s["warpq_norm"] == pytest.approx(1.0 / 3) and "warpq_norm" not in s["incomplete"]
+    assert s["wer"] == pytest.approx((0 + 2 + 4) / 12)  # the failed clip: all 4 words wrong
+    assert s["wer_median"] == pytest.approx(0.5)
+    # every value scored: nothing incomplete, nothing failed
+    s = _summary({"x": per_utt["x"]}, rows, {}, ("stoi",), "pocketsphinx")
+    assert s["failed"] == 0 and "incomplete" not in s and "failures" not in s

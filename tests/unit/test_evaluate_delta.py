@@ -25,4 +25,6 @@ def test_delta_is_the_mean_of_per_utterance_differences_and_can_be_negative():
 def test_utterances_the_original_lacks_are_left_out():
     original = {"a": {"cer": 0.1}, "b": {"error": "missing"}}
     system = {"a": {"cer": 0.3}, "b": {"cer": 0.9}}
-    assert _delta_utt(system, original) == {"dwer_utt": None, "dcer_utt": pytest.approx(0.2)}
+    delta = _delta_utt(system, original)
+    assert delta["dwer_utt"] is None and delta["dcer_utt"] == pytest.approx(0.2)
+    assert delta["ci95"]["dcer_utt"] == pytest.approx([0.2, 0.2])  # one difference: a point interval
