@@ -321,6 +321,8 @@ class SirenCodec(Codec):
             for part in (factorizer, reconstructor, decoder):
                 bitnet_convert(part, exclude=BITNET_EXCLUDE)
         self.config_hash = ""
+        self.inference_mode = None  # Codec's inference options (optimize_for_inference)
+        self.compute_dtype = None
         self.token_models = {}
 
     # ------------------------------------------------------------------ streams
