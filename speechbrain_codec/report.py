@@ -199,7 +199,8 @@ def paired_table(results: dict, keys: set[str] | None = None) -> str:
         key = t["metric"].split(" [")[0]
         d = _fmt(key, t["difference"], 3 if key not in PERCENT else 1, t["ci95"])
         pw = "–" if t.get("p_wilcoxon") is None else f"{t['p_wilcoxon']:.3g}"
-        lines.append(f"| {t['a']} | {t['b']} | {t['metric']} | {d} | {t['p_bootstrap']:.3g} | {pw} | {t['utterances']} |")
+        pb = f"{t['p_bootstrap']:.3g}" if t["p_bootstrap"] > 0 else f"< {1 / t.get('resamples', 1000):.3g}"
+        lines.append(f"| {t['a']} | {t['b']} | {t['metric']} | {d} | {pb} | {pw} | {t['utterances']} |")
     return "\n".join(lines) + "\n"
 
 

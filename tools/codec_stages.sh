@@ -20,6 +20,12 @@
 #   codec_dir                                 exported codec (default $exp/train/codec)
 #   system                                    our row's name in the tables (default the recipe folder's)
 #   entropy entropy_model baselines metrics asr listening_items nproc train_args   as run.sh's options of the same names
+#   protocol model_dir test_set evaluate_args   evaluation preset (speechbrain_codec.protocols; empty: none), the
+#                                             folder of its local models, the test set's name, extra evaluate
+#                                             options (shell-quoted); metrics=protocol / asr=protocol: the preset's;
+#                                             asr may list several ASRs (space-separated: one --asr each)
+#   report_format report_inputs               report --format (default: the protocol's layout); more results files
+#                                             of the same systems (one per further ASR) merged into results.md
 #
 #   stage_train NAME KEY ARGS...             the generic trainer (speechbrain_codec.bin.train_codec)
 #                                             ARGS... --output_folder $train_dir (default $exp/train)
@@ -47,6 +53,12 @@ __stages_defaults() {
   asr=${asr:-pocketsphinx}
   listening_items=${listening_items:-3}
   nproc=${nproc:-1}
+  protocol=${protocol:-}
+  model_dir=${model_dir:-}
+  test_set=${test_set:-}
+  evaluate_args=${evaluate_args:-}
+  report_format=${report_format:-}
+  report_inputs=${report_inputs:-}
 }
 
 # stage_train NAME KEY ARGS...: python -m speechbrain_codec.bin.train_codec ARGS... unless
@@ -126,12 +138,20 @@ __systems() {
 stage_evaluate() {
   __stages_defaults
   __systems
-  k_evaluate=$(stage_key evaluate "$k_decode" "${k_baselines:-}" "${systems[*]}" "$metrics" "$asr")
-  run_stage "$s_evaluate" "evaluate ($metrics; ASR $asr)" || return 0
+  local eval_args=() extra_args=() a
+  [ "$metrics" = protocol ] || eval_args+=(--metrics "$metrics")
+  if [ "$asr" != protocol ]; then for a in $asr; do eval_args+=(--asr "$a"); done; fi
+  [ -n "$protocol" ] && eval_args+=(--protocol "$protocol")
+  [ -n "$model_dir" ] && eval_args+=(--model-dir "$model_dir")
+  [ -n "$test_set" ] && eval_args+=(--test-set "$test_set")
+  eval "extra_args=(${evaluate_args})"  # shell quoting inside --evaluate_args is honoured
+  k_evaluate=$(stage_key evaluate "$k_decode" "${k_baselines:-}" "${systems[*]}" "$metrics" "$asr" "$protocol" \
+    "$model_dir" "$test_set" "$evaluate_args")
+  run_stage "$s_evaluate" "evaluate (${protocol:+protocol $protocol; }$metrics; ASR $asr)" || return 0
   require "$exp/decoded/.done" "$s_decode" decode
   stage_done "$s_evaluate" "$exp/results/.done" "$k_evaluate" && return 0
   speechbrain-codec evaluate --manifest "$test_csv" --data-root "$data_folder" \
-    "${systems[@]}" --metrics "$metrics" --asr "$asr" --out "$exp/results/results.json"
+    "${systems[@]}" "${eval_args[@]}" "${extra_args[@]}" --out "$exp/results/results.json"
   mark_done "$exp/results/.done" "$k_evaluate"
 }
 
@@ -139,7 +159,11 @@ stage_report() {
   __stages_defaults
   run_stage "$s_report" "report" || return 0
   require "$exp/results/results.json" "$s_evaluate" evaluate
-  speechbrain-codec report "$exp/results/results.json" --out "$exp/results/results.md" --plots "$exp/results"
+  local fmt=() inputs=() f
+  [ -n "$report_format" ] && fmt=(--format "$report_format")
+  for f in $report_inputs; do [ -f "$f" ] && inputs+=("$f"); done
+  speechbrain-codec report "$exp/results/results.json" "${inputs[@]}" "${fmt[@]}" --out "$exp/results/results.md" \
+    --plots "$exp/results"
   log "results: $exp/results/results.json, results.md and plots in $exp/results"
 }
 

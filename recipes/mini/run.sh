@@ -8,6 +8,8 @@
 #   bash run.sh --stage 4          # re-run from stage 4 (decode) on
 #   bash run.sh --debug true       # seconds-long training (CI)
 #   bash run.sh --stage 2          # retrain from scratch (the old train/ moves to train.prev/)
+#   bash run.sh --stage 6 --protocol focalcodec --model_dir /models   # score as FocalCodec does
+#                                  # (/models/whisper-large-v3, wavlm-base-sv, utmos22_strong.onnx)
 #
 # Stages 1-2 are this recipe's own (its data preparation; its training is the generic trainer
 # speechbrain_codec.bin.train_codec); stages 3-8 are the shared ones of tools/codec_stages.sh.
@@ -28,8 +30,10 @@ nproc=1                 # training processes (torchrun --nproc_per_node; gloo on
 baselines="codec2_700C codec2_1200 codec2_3200 opus_6k"  # classical reference rows
 entropy=false           # true: fit a token model on the training clips, range-code the bitstreams
 entropy_model=order0    # the token model of --entropy: order0 | ngram (order-2 back-off n-gram)
-metrics=all             # evaluation metrics (comma-separated, or all offline ones)
-asr=pocketsphinx        # ASR for WER/dWER: pocketsphinx | whisper:<id or path> | ctc:<id or path> | none
+protocol=offline        # evaluation preset: offline | focalcodec | llasa | focalcodec_s | lmloss | dpslm
+model_dir=""            # folder with the preset's models (<name> per model: whisper-large-v3, utmos22_strong.onnx, ...)
+metrics=protocol        # evaluation metrics (comma-separated, all offline ones, or protocol: the preset's)
+asr=protocol            # ASR(s) for WER/dWER, space-separated: pocketsphinx | whisper:<id or path> | ctc:<id or path> | none | protocol
 listening_items=3       # items per listening test (stage 8)
 train_args=""           # extra trainer overrides, shell-quoted: "--number_of_epochs 5 --codec_overrides '{levels: [8, 8]}'"
 

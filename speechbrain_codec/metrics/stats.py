@@ -103,7 +103,7 @@ def paired_test(a, b, statistic: str = "mean", level: float = 0.95, n_boot: int 
 
         p_w = float(wilcoxon(d[d != 0]).pvalue) if np.count_nonzero(d) > 0 else 1.0
     return {"difference": float(stat(x) - stat(y)), "ci95": _interval(diffs, level), "p_bootstrap": _bootstrap_p(diffs),
-            "p_wilcoxon": p_w, "utterances": int(len(x))}
+            "p_wilcoxon": p_w, "utterances": int(len(x)), "resamples": n_boot}
 
 
 def paired_ratio_test(errors_a, words_a, errors_b, words_b, level: float = 0.95, n_boot: int = N_BOOTSTRAP,
@@ -118,4 +118,4 @@ def paired_ratio_test(errors_a, words_a, errors_b, words_b, level: float = 0.95,
     ok = (da > 0) & (db > 0)
     diffs = (ea[idx].sum(1) / np.maximum(da, 1) - eb[idx].sum(1) / np.maximum(db, 1))[ok]
     return {"difference": float(ea.sum() / wa.sum() - eb.sum() / wb.sum()), "ci95": _interval(diffs, level),
-            "p_bootstrap": _bootstrap_p(diffs), "p_wilcoxon": None, "utterances": int(len(ea))}
+            "p_bootstrap": _bootstrap_p(diffs), "p_wilcoxon": None, "utterances": int(len(ea)), "resamples": n_boot}

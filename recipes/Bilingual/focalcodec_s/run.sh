@@ -248,26 +248,31 @@ for x in "${systems[@]}"; do
 done
 
 # ---------------------------------------------------------------- 5. evaluate, once per ASR
+# under the seed's protocol (focalcodec_s.md §5: its normaliser, dCER / dWER per utterance) with this
+# run's ASRs and metrics; Exp J / K train against $whisper: it is marked, the other ASRs are independent
 sys_args=(); for x in "${systems[@]}"; do sys_args+=(--system "$x=$exp/systems/$x/decoded"); done
 results=()
+protocol_args=(--protocol focalcodec_s --training-asr "whisper:$whisper" --test-set "$(echo $langs) test lists, first $test_per_lang each")
 for a in $asrs; do
   name=$(echo "$a" | tr -c 'A-Za-z0-9._-' '_'); out=$exp/results/results_$name.json; results+=("$out")
-  k_eval=$(stage_key evaluate "${K_TRAIN[*]}" "$k_prepare" "$metrics" "$a" "${systems[*]}")
+  k_eval=$(stage_key evaluate "${K_TRAIN[*]}" "$k_prepare" "$metrics" "$a" "${systems[*]}" "${protocol_args[*]}")
   if run_stage $s_evaluate "evaluate with $a"; then
     for x in "${systems[@]}"; do require "$exp/systems/$x/decoded/.done" $s_decode "decode $x"; done
     if ! stage_done $s_evaluate "$exp/results/$name.done" "$k_eval"; then
       speechbrain-codec evaluate --manifest "$test_csv" --data-root "$data_folder" "${sys_args[@]}" \
-        --metrics "$metrics" --asr "$a" --out "$out"
+        "${protocol_args[@]}" --metrics "$metrics" --asr "$a" --out "$out"
       mark_done "$exp/results/$name.done" "$k_eval"
     fi
   fi
 done
 
 # ---------------------------------------------------------------- 6. report (the seed's table format)
+# one table per ASR, and results.md with every ASR's dCER / dWER side by side († the training ASR)
 if run_stage $s_report "report"; then
   for out in "${results[@]}"; do
     require "$out" $s_evaluate evaluate
     speechbrain-codec report "$out" --format focalcodec_s --out "${out%.json}.md"
   done
-  log "results: $exp/results/results_*.md"
+  speechbrain-codec report "${results[@]}" --format focalcodec_s --out "$exp/results/results.md"
+  log "results: $exp/results/results.md (every ASR), $exp/results/results_*.md"
 fi

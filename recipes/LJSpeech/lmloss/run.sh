@@ -203,16 +203,22 @@ fi
 # ---------------------------------------------------------------- 9-13. shared stages
 stage_encode      # 9. test split -> bitstreams/<ID>.sbc (both streams) + bitrate.json
 stage_decode      # 10. -> decoded/<ID>.wav
-# 11. WER against the ground truth and dWER, once per ASR (results/results.json: the first)
-first=true
+# 11. WER against the ground truth and dWER, once per ASR (results/results.json: the first), under the
+# paper's protocol (lmloss.md §5: normaliser, corpus-level WER) with this run's ASRs and metrics; the
+# Whisper the asr variant trains against is marked, the others (wav2vec2, pocketsphinx) are independent
+protocol=lmloss
+[ "$variant" = asr ] && evaluate_args="--training-asr whisper:$whisper"
+first=true; report_inputs=""
 for a in $asrs; do
   if [ "$first" = true ]; then asr=$a stage_evaluate; first=false; continue; fi
   name=$(echo "$a" | tr -c 'A-Za-z0-9._-' '_')
-  if run_stage $s_evaluate "evaluate with $a" && ! stage_done $s_evaluate "$exp/results/$name.done" "$k_decode$metrics"; then
+  report_inputs+=" $exp/results/results_$name.json"
+  if run_stage $s_evaluate "evaluate with $a" && ! stage_done $s_evaluate "$exp/results/$name.done" "$k_decode$metrics$protocol${evaluate_args:-}"; then
+    eval "extra_args=(${evaluate_args:-})"
     speechbrain-codec evaluate --manifest "$test_csv" --data-root "$data_folder" --system "$system=$exp/decoded" \
-      --metrics "$metrics" --asr "$a" --out "$exp/results/results_$name.json"
-    mark_done "$exp/results/$name.done" "$k_decode$metrics"
+      --protocol "$protocol" --metrics "$metrics" --asr "$a" "${extra_args[@]}" --out "$exp/results/results_$name.json"
+    mark_done "$exp/results/$name.done" "$k_decode$metrics$protocol${evaluate_args:-}"
   fi
 done
-stage_report      # 12. results.md
+stage_report      # 12. results.md: every ASR's WER side by side (report_inputs)
 stage_listening   # 13. webMUSHRA configurations
