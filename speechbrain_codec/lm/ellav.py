@@ -458,7 +458,7 @@ class DPSLMCodec(MultiStreamCodec):
         k = quantizer.codebook_sizes[0]
         if decoder.ellav.num_units != k:
             raise CodecError(f"the acoustic model was trained on K = {decoder.ellav.num_units} units, the codebook has {k}")
-        super().__init__({"units": StreamBranch(quantizer, kind="units")}, decoder, encoder)
+        super().__init__({"units": StreamBranch(quantizer, kind="units", durations=False)}, decoder, encoder)
 
     @torch.no_grad()
     def toks_to_sig(self, toks: dict[str, torch.Tensor]) -> torch.Tensor:
