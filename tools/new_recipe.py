@@ -153,6 +153,8 @@ SYSTEMS: dict[str, System] = {
             ('k_prepare=$(stage_key prepare "$aishell"', 'k_prepare=$(stage_key prepare "$corpus"'),
             ('[[ " $langs " == *" zh "* ]] && python "$prepare" --data_folder "$aishell" --save_folder "$data/AISHELL-1"',
              '[[ " $langs " == *" {lang} "* ]] && python "$prepare" --data_folder "$corpus" --save_folder "$data/{dataset}"'),
+            ('run_stage $s_prepare "prepare AISHELL-1 / LibriSpeech and the data mixes',
+             'run_stage $s_prepare "prepare {dataset} / LibriSpeech and the data mixes'),
             ('hours_of "$mix" "zh=$valid_hours,en=$valid_hours" 1',
              'hours_of "$mix" "{lang}=$valid_hours,en=$valid_hours" 1'),
         ),
@@ -180,10 +182,21 @@ def slug(name: str) -> str:
 
 
 # -------------------------------------------------------------------------------- language
+def asr_langs() -> dict[str, tuple[str, ...]]:
+    """``speechbrain_codec.evaluate.ASR_LANGS`` (the languages each ASR kind is scored for), read
+    from the source without importing the evaluation (and torch)."""
+    import ast
+
+    tree = ast.parse((ROOT / "speechbrain_codec" / "evaluate.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ASR_LANGS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    _fail("speechbrain_codec/evaluate.py: no ASR_LANGS table; update tools/new_recipe.py")
+
+
 def choose_asr(spec: str, lang: str) -> tuple[str, str]:
     """The evaluation ASR for ``lang`` and a notice (empty when nothing to say)."""
-    from speechbrain_codec.evaluate import ASR_LANGS
-
+    ASR_LANGS = asr_langs()
     base = lang.split("-")[0].split("_")[0].lower()
     if spec == "auto":
         if base in ("en", "eng"):
@@ -514,8 +527,7 @@ def write(recipe: Path, out: dict[Path, str], force: bool) -> list[tuple[Path, b
     return [(p, p in changed) for p in existing]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, help="the dataset's name (the recipes/<NAME> folder)")
     p.add_argument("--lang", required=True, help="ISO 639-1 / 639-3 language code (pl, pol, zh, ...)")
@@ -528,8 +540,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-whisper", action="store_true", help="a language Whisper does not know: no Whisper losses")
     p.add_argument("--out", default=None, help="the recipe folder (default recipes/<NAME>/<system>)")
     p.add_argument("--force", action="store_true", help="overwrite an existing recipe (names each file)")
-    args = p.parse_args(argv)
-    args.argv = argv
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = [a for a in argv if a != "--force"]  # the command the README records
     try:
         recipe, out, notices = plan(args)
         overwritten = write(recipe, out, args.force)
