@@ -11,15 +11,23 @@ into runs with one unit each that minimises
 The reference (github.com/nicolvisser/dpdp) scans every segment start for every end: O(T^2 K)
 time. The same optimum follows from a running minimum per codeword: the best cost of a prefix
 whose last segment has unit k and is still open either extends that segment (``+ d[t, k] -
-lambda``) or starts it here from the best prefix (``alpha[t] + d[t, k]``). That is O(T K) time;
-backtracking needs one bit per frame and codeword ("did the open segment start here?"), stored
-packed, so an hour at 50 Hz with K = 500 holds 11 MB of state and distances are computed in
-chunks. Ties follow the reference's rule (its spec, "Tie-breaking": both minima take the first
+lambda``) or starts it here from the best prefix (``alpha[t] + d[t, k]``). That is O(T K) time.
+Each codeword also keeps the first frame of its open segment, so the best prefix at every frame
+knows its unit (``gamma``) and where its last segment starts (``beta``): backtracking needs
+these two integers per frame, O(T) memory, and distances are computed in chunks of frames.
+Ties follow the reference's rule (its spec, "Tie-breaking": both minima take the first
 index): among the (start, codeword) pairs that attain the minimum, the earliest start (longest
-last segment), then the lowest codeword index. A running minimum alone would pick the lowest
-codeword first, so each codeword also keeps the first frame of its open segment (ties between
-extending and starting keep the earlier start) and the selection compares it before the index;
-tested against a first-index O(T^2 K) recursion on integer data, where ties are exact.
+last segment), then the lowest codeword index (ties between extending and starting keep the
+earlier start); tested against a first-index O(T^2 K) recursion on integer data, where ties are
+exact.
+
+Speed (``benchmarks/dpdp_speed.py``): the distances are one float32 GEMM per chunk
+(``|c|^2 - 2 x c^T``; the kernel adds ``|x|^2`` and clamps at 0 in float32, the values torch.cdist's
+matrix-product form gives, bit for bit), the neighbour limit is a numpy partition of the GEMM
+output (order statistics commute with that monotone map), and the recursion is one numba kernel
+over the chunk for all penalties at once (:func:`dpdp_many`: the λ grid shares the distances;
+:func:`dpdp_batch`: short utterances share one GEMM). The GEMM is the floor (92 G multiply-adds
+per hour of 50 Hz frames at K = 500, D = 1024).
 Units equal the reference's on all 56 golden cases (``tests/unit/test_dpdp.py``).
 """
 
@@ -33,7 +41,20 @@ import torch
 from .base import QuantizerOutput
 from .vq import KMeansQuantizer
 
-__all__ = ["dpdp", "dpdp_reference", "dedup", "DPDPQuantizer"]
+__all__ = ["dpdp", "dpdp_batch", "dpdp_many", "dpdp_reference", "dedup", "DPDPQuantizer"]
+
+
+def _gemm_part(x: torch.Tensor, codebook: torch.Tensor, cnorm: torch.Tensor | None = None):
+    """The matrix-product part of the squared distances: ``g = |c|^2 - 2 x c^T`` ``[T, K]`` and
+    ``|x|^2`` ``[T]`` (float32; one GEMM). ``d = max(g + |x|^2, 0)`` (float32) is torch.cdist's
+    matrix-product form; the DP kernels finish it, so the values are the ones :func:`_distances`
+    gives, bit for bit."""
+    x = x.float()
+    if cnorm is None:
+        codebook = codebook.float()
+        cnorm = (codebook * codebook).sum(1)
+    g = torch.addmm(cnorm[None], x, codebook.float().T, alpha=-2.0)
+    return g.numpy(), (x * x).sum(1).numpy()
 
 
 def _distances(x: torch.Tensor, codebook: torch.Tensor, num_neighbors: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -55,57 +76,224 @@ def _allowed(d: np.ndarray, limit: np.ndarray) -> np.ndarray:
     return np.where(d <= limit[:, None], d.astype(np.float64), np.inf)
 
 
-def _dp_chunk_numpy(d, limit, lam, open_cost, seg_start, t0, alpha, is_start, gamma):
-    """Run the recursion over the frames ``t0 ..`` of one chunk; updates ``open_cost`` (best
-    cost of a prefix whose open last segment has unit k) and ``seg_start`` (the first frame of
-    that segment) in place and returns the new ``alpha``. ``is_start [n, K]`` and ``gamma [n]``
-    are outputs."""
-    d = _allowed(d, limit)
-    extend, start = np.empty_like(open_cost), np.empty_like(open_cost)
-    d_minus = d - lam
+# ---------------------------------------------------------------------------------------------
+# The recursion over one chunk of frames, for L penalties at once (they share the distances).
+#
+# State per penalty l and codeword k: ``open_cost[l, k]`` (best cost of a prefix whose open last
+# segment has unit k) and ``seg_start[l, k]`` (the first frame of that segment). Outputs per
+# frame t: ``gamma[l, t]`` (the unit of the best prefix ending at t) and ``beta[l, t]`` (the first
+# frame of its last segment), which is all backtracking needs: O(T) memory, no bit matrix.
+# ---------------------------------------------------------------------------------------------
+def _limits(g: np.ndarray, xn: np.ndarray, n_keep: int) -> np.ndarray:
+    """Per frame, the distance of its ``n_keep``-th nearest codeword (+inf: no restriction).
+
+    Taken on ``g`` (before ``|x|^2`` is added): ``v -> max(fl32(v + |x|^2), 0)`` is
+    non-decreasing, so the k-th smallest distance is that map of the k-th smallest ``g``, bit for
+    bit; numpy's partition (introselect) is ~20x faster than torch.topk here."""
+    if n_keep >= g.shape[1]:
+        return np.full(g.shape[0], np.inf, dtype=np.float32)
+    kth = np.partition(g, n_keep - 1, axis=1)[:, n_keep - 1]
+    return np.maximum(kth + xn, np.float32(0.0))
+
+
+def _dp_chunk_numpy(g, xn, limit, lams, open_cost, seg_start, t0, alpha, gamma, beta):
+    """Vectorised over codewords, a Python loop over frames (the fallback without numba)."""
+    d = _allowed(np.maximum(g + xn[:, None], np.float32(0.0)), limit)  # float32 as torch's add_ / clamp_
     big = np.iinfo(np.int64).max
-    for i in range(d.shape[0]):
-        np.add(open_cost, d_minus[i], out=extend)
-        np.add(d[i], alpha, out=start)
-        np.less(start, extend, out=is_start[i])  # ties keep the earlier start (longer segment)
-        np.minimum(extend, start, out=open_cost)
-        seg_start[is_start[i]] = t0 + i
-        # among the codewords at the minimum: the earliest start, then the lowest index
-        k = np.where(open_cost == open_cost.min(), seg_start, big).argmin()
-        gamma[i] = k
-        alpha = open_cost[k]
-    return alpha
+    for l, lam in enumerate(lams):
+        oc, ss = open_cost[l], seg_start[l]
+        a = alpha[l]
+        for i in range(d.shape[0]):
+            extend = oc + (d[i] - lam)
+            start = a + d[i]
+            is_start = start < extend  # ties keep the earlier start (longer segment)
+            np.minimum(extend, start, out=oc)
+            ss[is_start] = t0 + i
+            # among the codewords at the minimum: the earliest start, then the lowest index
+            k = np.where(oc == oc.min(), ss, big).argmin()
+            gamma[l, t0 + i], beta[l, t0 + i] = k, ss[k]
+            a = oc[k]
+        alpha[l] = a
 
 
-def _dp_chunk_loops(d, limit, lam, open_cost, seg_start, t0, alpha, is_start, gamma):  # compiled by numba
-    n, n_codes = d.shape
+def _dp_chunk_loops(g, xn, limit, lams, open_cost, seg_start, t0, alpha, gamma, beta):  # compiled by numba
+    """Plain loops over frames and codewords, fused with the end of the distance computation
+    (``d = max(g + |x|^2, 0)`` in float32, then float64, +inf beyond the frame's limit); the
+    passes over codewords are branch-free so that LLVM vectorises them."""
+    n, n_codes = g.shape
+    allowed = np.empty(n_codes, dtype=np.float64)
     for i in range(n):
-        best, best_k, best_s = np.inf, 0, t0 + n
+        xi, li = xn[i], limit[i]
         for k in range(n_codes):
-            dik = np.float64(d[i, k]) if d[i, k] <= limit[i] else np.inf
-            ext = open_cost[k] + (dik - lam)
-            st = alpha + dik
-            if st < ext:  # ties keep the earlier start (longer segment)
-                is_start[i, k] = True
-                seg_start[k] = t0 + i
-                ext = st
-            else:
-                is_start[i, k] = False
-            open_cost[k] = ext
+            v = np.float32(g[i, k] + xi)
+            v = v if v > 0 else np.float32(0.0)
+            allowed[k] = np.float64(v) if v <= li else np.inf
+        t = t0 + i
+        for l in range(lams.shape[0]):
+            lam, a = lams[l], alpha[l]
+            oc, ss = open_cost[l], seg_start[l]
+            for k in range(n_codes):
+                dik = allowed[k]
+                ext = oc[k] + (dik - lam)
+                st = a + dik
+                s = st < ext  # ties keep the earlier start (longer segment)
+                oc[k] = st if s else ext
+                ss[k] = t if s else ss[k]
+            best = np.inf
+            for k in range(n_codes):
+                best = min(best, oc[k])
             # first minimum over (start, codeword): the earliest start, then the lowest index
-            if ext < best or (ext == best and seg_start[k] < best_s):
-                best, best_k, best_s = ext, k, seg_start[k]
-        gamma[i] = best_k
-        alpha = open_cost[best_k]
-    return alpha
+            best_k, best_s = 0, t + 1
+            for k in range(n_codes):
+                if oc[k] == best and ss[k] < best_s:
+                    best_k, best_s = k, ss[k]
+            gamma[l, t], beta[l, t] = best_k, best_s
+            alpha[l] = best
+
+
+def _backtrack_loops(gamma, beta, units):  # compiled by numba
+    """``units[beta[t] .. t] = gamma[t]`` from the last frame back (``t = beta[t] - 1``)."""
+    t = gamma.shape[0] - 1
+    while t >= 0:
+        k, s = gamma[t], beta[t]
+        for j in range(s, t + 1):
+            units[j] = k
+        t = s - 1
 
 
 try:  # numba compiles the plain loops (a few seconds once, then cached on disk)
     import numba
 
     _dp_chunk = numba.njit(cache=True, nogil=True)(_dp_chunk_loops)
+    _backtrack = numba.njit(cache=True, nogil=True)(_backtrack_loops)
 except ImportError:  # pragma: no cover - numba is in the "quant" extra
     _dp_chunk = _dp_chunk_numpy
+    _backtrack = _backtrack_loops
+
+
+def _check_inputs(features, codebook):
+    features = torch.as_tensor(features).detach().cpu()
+    codebook = torch.as_tensor(codebook).detach().cpu()
+    if features.dim() != 2 or codebook.dim() != 2 or features.shape[1] != codebook.shape[1]:
+        raise ValueError(f"dpdp needs features [T, D] and codebook [K, D], got {list(features.shape)} and {list(codebook.shape)}")
+    if not torch.isfinite(features).all():
+        raise ValueError("dpdp got NaN or infinite features")
+    return features, codebook
+
+
+def dpdp_many(
+    features: torch.Tensor,
+    codebook: torch.Tensor,
+    lmbdas,
+    num_neighbors: int | None = None,
+    chunk_frames: int = 2048,
+) -> np.ndarray:
+    """:func:`dpdp` for several penalties at once ``-> [L, T]`` (int64): the distances (the
+    dominant cost, one GEMM) are computed once for all of them.
+
+    Example
+    -------
+    >>> cb = torch.tensor([[0.0], [10.0]])
+    >>> x = torch.tensor([[0.0], [6.0], [0.0], [10.0], [10.0]])
+    >>> dpdp_many(x, cb, [0.0, 50.0]).tolist()
+    [[0, 1, 0, 1, 1], [0, 0, 0, 1, 1]]
+    """
+    features, codebook = _check_inputs(features, codebook)
+    lams = np.asarray([float(v) for v in np.atleast_1d(np.asarray(lmbdas, dtype=np.float64))], dtype=np.float64)
+    n_frames, n_codes = features.shape[0], codebook.shape[0]
+    if n_frames == 0:
+        return np.zeros((len(lams), 0), dtype=np.int64)
+    n_keep = n_codes if num_neighbors is None else max(1, min(int(num_neighbors), n_codes))
+    cb = codebook.float()
+    cnorm = (cb * cb).sum(1)
+    gamma = np.empty((len(lams), n_frames), dtype=np.int64)
+    beta = np.empty((len(lams), n_frames), dtype=np.int64)
+    open_cost = np.full((len(lams), n_codes), np.inf)
+    seg_start = np.zeros((len(lams), n_codes), dtype=np.int64)
+    alpha = np.zeros(len(lams))
+    for c0 in range(0, n_frames, chunk_frames):
+        g, xn = _gemm_part(features[c0 : c0 + chunk_frames], cb, cnorm)
+        _dp_chunk(g, xn, _limits(g, xn, n_keep), lams, open_cost, seg_start, c0, alpha, gamma, beta)
+    if not np.isfinite(alpha).all():
+        raise ValueError("dpdp found no finite segmentation")
+    units = np.empty((len(lams), n_frames), dtype=np.int64)
+    for l in range(len(lams)):
+        _backtrack(gamma[l], beta[l], units[l])
+    return units
+
+
+def dpdp_batch(
+    features: list,
+    codebook: torch.Tensor,
+    lmbdas,
+    num_neighbors: int | None = None,
+    chunk_frames: int = 4096,
+) -> list[np.ndarray]:
+    """:func:`dpdp_many` of each utterance of a list ``[T_i, D]`` -> ``[L, T_i]`` each, with the
+    distances of short utterances computed together (one GEMM per ``chunk_frames`` frames:
+    a LibriSpeech utterance, ~600 frames, alone makes a small, slower matrix product). The
+    units are those of :func:`dpdp_many` on each utterance alone.
+
+    Example
+    -------
+    >>> cb = torch.tensor([[0.0], [10.0]])
+    >>> out = dpdp_batch([torch.tensor([[0.0], [6.0], [0.0]]), torch.tensor([[10.0]])], cb, [0.0, 50.0])
+    >>> [o.tolist() for o in out]
+    [[[0, 1, 0], [0, 0, 0]], [[1], [1]]]
+    """
+    lams = np.asarray(np.atleast_1d(np.asarray(lmbdas, dtype=np.float64)), dtype=np.float64)
+    feats = [_check_inputs(f, codebook)[0] for f in features]
+    codebook = torch.as_tensor(codebook).detach().cpu()
+    n_codes = codebook.shape[0]
+    n_keep = n_codes if num_neighbors is None else max(1, min(int(num_neighbors), n_codes))
+    cb = codebook.float()
+    cnorm = (cb * cb).sum(1)
+    out: list = [None] * len(feats)
+    block: list[int] = []
+
+    def flush():
+        if not block:
+            return
+        g, xn = _gemm_part(torch.cat([feats[j] for j in block]), cb, cnorm)
+        limit = _limits(g, xn, n_keep)
+        a = 0
+        for j in block:
+            n = feats[j].shape[0]
+            out[j] = _dp_utterance(g[a : a + n], xn[a : a + n], limit[a : a + n], lams, n_codes)
+            a += n
+        block.clear()
+
+    total = 0
+    for j, f in enumerate(feats):
+        if f.shape[0] == 0:
+            out[j] = np.zeros((len(lams), 0), dtype=np.int64)
+        elif f.shape[0] >= chunk_frames:
+            out[j] = dpdp_many(f, codebook, lams, num_neighbors, chunk_frames)
+        else:
+            if total + f.shape[0] > chunk_frames:
+                flush()
+                total = 0
+            block.append(j)
+            total += f.shape[0]
+    flush()
+    return out
+
+
+def _dp_utterance(g, xn, limit, lams, n_codes) -> np.ndarray:
+    """The recursion and backtracking over one utterance whose GEMM part is computed."""
+    n_frames = g.shape[0]
+    gamma = np.empty((len(lams), n_frames), dtype=np.int64)
+    beta = np.empty((len(lams), n_frames), dtype=np.int64)
+    open_cost = np.full((len(lams), n_codes), np.inf)
+    seg_start = np.zeros((len(lams), n_codes), dtype=np.int64)
+    alpha = np.zeros(len(lams))
+    _dp_chunk(g, xn, limit, lams, open_cost, seg_start, 0, alpha, gamma, beta)
+    if not np.isfinite(alpha).all():
+        raise ValueError("dpdp found no finite segmentation")
+    units = np.empty((len(lams), n_frames), dtype=np.int64)
+    for l in range(len(lams)):
+        _backtrack(gamma[l], beta[l], units[l])
+    return units
 
 
 def dpdp(
@@ -137,39 +325,7 @@ def dpdp(
     >>> dpdp(x, cb, 0.0).tolist(), dpdp(x, cb, 50.0).tolist()
     ([0, 1, 0, 1, 1], [0, 0, 0, 1, 1])
     """
-    features = torch.as_tensor(features).detach().cpu()
-    codebook = torch.as_tensor(codebook).detach().cpu()
-    if features.dim() != 2 or codebook.dim() != 2 or features.shape[1] != codebook.shape[1]:
-        raise ValueError(f"dpdp needs features [T, D] and codebook [K, D], got {list(features.shape)} and {list(codebook.shape)}")
-    n_frames, n_codes = features.shape[0], codebook.shape[0]
-    if n_frames == 0:
-        return np.zeros(0, dtype=np.int64)
-    if not torch.isfinite(features).all():
-        raise ValueError("dpdp got NaN or infinite features")
-    lam = float(lmbda)
-    started = np.empty((n_frames, (n_codes + 7) // 8), dtype=np.uint8)  # packed bits
-    gamma = np.empty(n_frames, dtype=np.int64)  # best unit of the prefix ending at frame t
-    open_cost = np.full(n_codes, np.inf)
-    seg_start = np.zeros(n_codes, dtype=np.int64)  # first frame of each codeword's open segment
-    alpha = 0.0
-    for c0 in range(0, n_frames, chunk_frames):
-        d, limit = _distances(features[c0 : c0 + chunk_frames], codebook, num_neighbors)
-        is_start = np.empty(d.shape, dtype=np.bool_)
-        alpha = _dp_chunk(d, limit, lam, open_cost, seg_start, c0, alpha, is_start, gamma[c0 : c0 + d.shape[0]])
-        started[c0 : c0 + d.shape[0]] = np.packbits(is_start, axis=1)
-    if not math.isfinite(alpha):
-        raise ValueError("dpdp found no finite segmentation")
-    units = np.empty(n_frames, dtype=np.int64)
-    t = n_frames - 1
-    k = gamma[t]
-    while t >= 0:
-        units[t] = k
-        if (started[t, k >> 3] >> (7 - (k & 7))) & 1:
-            if t == 0:
-                break
-            k = gamma[t - 1]
-        t -= 1
-    return units
+    return dpdp_many(features, codebook, [lmbda], num_neighbors, chunk_frames)[0]
 
 
 def dpdp_reference(
@@ -259,9 +415,8 @@ class DPDPQuantizer(KMeansQuantizer):
     def forward(self, lats: torch.Tensor) -> QuantizerOutput:
         self.check_lats(lats)
         self._check_fitted()
-        toks = torch.stack([
-            torch.from_numpy(dpdp(x, self.codebook, self.lmbda, self.num_neighbors)) for x in lats.detach()
-        ]).to(lats.device).unsqueeze(-1)
+        units = dpdp_batch(list(lats.detach().float().cpu()), self.codebook, [self.lmbda], self.num_neighbors)
+        toks = torch.stack([torch.from_numpy(u[0]) for u in units]).to(lats.device).unsqueeze(-1)
         q = self.codebook[toks[..., 0]].to(lats.dtype)
         return QuantizerOutput(lats + (q - lats).detach(), toks, {})
 

@@ -188,3 +188,43 @@ def _lowest_code_first(x, cb, lmbda):
         units[s:t] = [k] * (t - s)
         t = s
     return np.array(units)
+
+
+def test_many_penalties_and_batched_utterances_equal_single_runs(golden):
+    """dpdp_many (the lambda grid sharing one distance computation) and dpdp_batch (utterances
+    sharing one GEMM) give each single run's units: on the golden D=1024 cases and random data."""
+    from speechbrain_codec.quantizers.dpdp import dpdp_batch, dpdp_many
+
+    cases, g = golden
+    x, cb = g["features.D1024.T500"], g["codebook.D1024.K500"]
+    lams = [0.0, 600.0, 1500.0, 4500.0]
+    for nn, tag in ((None, "none"), (25, "25")):
+        many = dpdp_many(x, cb, lams, nn, chunk_frames=128)
+        for row, lam in zip(many, lams):
+            assert np.array_equal(row, g[f"D1024.K500.T500.lmbda{int(lam)}.nn{tag}.indices"].numpy())
+        pieces = [x[:1], x[1:200], x[200:201], x[201:500]]
+        batched = dpdp_batch(pieces, cb, lams, nn, chunk_frames=256)
+        assert all(np.array_equal(b, dpdp_many(p, cb, lams, nn)) for b, p in zip(batched, pieces))
+    gen = torch.Generator().manual_seed(5)
+    cb = torch.randn(40, 6, generator=gen)
+    utts = [torch.randn(n, 6, generator=gen) for n in (3, 0, 700, 50, 1, 2100)]
+    out = dpdp_batch(utts, cb, [0.0, 4.0], 6, chunk_frames=512)
+    assert [o.shape for o in out] == [(2, len(u)) for u in utts]
+    assert all(np.array_equal(o[1], dpdp(u, cb, 4.0, 6)) for o, u in zip(out, utts))
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_partition_limit_equals_topk_of_the_distances(integer):
+    """The neighbour limit from a partition of the GEMM output equals torch.topk's on the final
+    distances bit for bit (also with many exact ties: integer data, duplicate codewords)."""
+    from speechbrain_codec.quantizers.dpdp import _distances, _gemm_part, _limits
+
+    gen = torch.Generator().manual_seed(int(integer))
+    if integer:
+        x, cb = torch.randint(0, 3, (400, 3), generator=gen).float(), torch.randint(0, 3, (60, 3), generator=gen).float()
+    else:
+        x, cb = 10 * torch.randn(400, 32, generator=gen), 10 * torch.randn(60, 32, generator=gen)
+    g, xn = _gemm_part(x, cb)
+    for n in (1, 5, 59):
+        assert np.array_equal(_limits(g, xn, n), _distances(x, cb, n)[1])
+    assert np.isinf(_limits(g, xn, 60)).all()
