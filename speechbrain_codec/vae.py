@@ -265,6 +265,9 @@ class DACVAE(Codec):
     def layout(self):
         raise CodecError("a DAC-VAE sends no token stream (continuous latents): it cannot write .sbc files")
 
+    def load_token_models(self, folder) -> None:
+        """No token stream, so no entropy model."""
+
     def describe(self) -> dict:
         return {"encoder": "DACEncoder", "quantizer": "GaussianBottleneck", "decoder": "DACDecoder",
                 "variant": self.variant, "sample_rate": self.sample_rate, "output_sample_rate": self.output_sample_rate,
