@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TODO(<system>) on TODO(<Dataset>): TODO one line on what this recipe reproduces (spec section).
-# Copy templates/recipe/ to recipes/<Dataset>/<system>/, fill the TODOs, and keep README.md in step.
+# Copy templates/recipe/ to recipes/<Dataset>/<system>/, fill the TODOs, and keep README.md in step
+# (or let tools/new_recipe.py generate the recipe for a corpus table or a Kaldi directory).
 #
 #   bash run.sh --data_folder /data/<Dataset>   # every stage; finished ones are skipped
 #   bash run.sh --stage 3                       # re-run from stage 3 (encode) on
