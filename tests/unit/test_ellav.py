@@ -112,3 +112,37 @@ def test_overfits_one_pair_and_reproduces_it_greedily(tmp_path):
     assert ELLAV.from_pretrained(tmp_path / "ellav").generate([5, 7, 2, 10]) == codes
     with pytest.raises(CodecError, match="no units"):
         m.generate([])
+
+
+def test_dpslm_codec_sends_deduplicated_units_and_resynthesises(tmp_path):
+    import math
+
+    from speechbrain_codec.bin.tiny_models import tiny_wavlm
+    from speechbrain_codec.cli import encode_file
+    from speechbrain_codec.bitstream import read_sbc
+    from speechbrain_codec.dataio import save_audio
+    from speechbrain_codec.lm.ellav import DPSLMCodec
+    from speechbrain_codec.quantizers.dpdp import dedup
+    from speechbrain_codec.wavtokenizer import tiny_wavtokenizer
+
+    wavlm = tiny_wavlm(tmp_path / "wavlm", hidden=16, layers=12)
+    torch.manual_seed(0)
+    codec = DPSLMCodec(str(wavlm), torch.randn(8, 16), tiny(8, 4096), tiny_wavtokenizer(hop=600), lmbda=0.5,
+                       max_codec_tokens_per_phone=2, max_tokens=40).eval()
+    spec = codec.layout["units"]
+    assert (spec.kind, spec.durations, spec.codebook_sizes, spec.hop_length) == ("units", False, (8,), 320)
+    assert codec.output_sample_rate == 24000
+    sig = 0.1 * torch.randn(1, 16000)
+    frames = codec.sig_to_toks(sig)["units"]
+    assert frames.shape == (1, 50, 1)  # 50 Hz frame-level units before dedup
+    save_audio(tmp_path / "a.wav", sig[0], 16000)
+    facts = encode_file(codec, tmp_path / "a.wav", tmp_path / "a.sbc")
+    sent = read_sbc(tmp_path / "a.sbc").token_dict()["units"][:, 0]
+    assert sent.tolist() == dedup(frames[0, :, 0].numpy())[0].tolist()
+    assert facts["payload_bytes"] == math.ceil(len(sent) * 3 / 8)  # log2 8 = 3 bits per unit, no run lengths
+    out = codec.toks_to_sig({"units": torch.as_tensor(sent)[None, :, None]})
+    assert out.shape[0] == 1 and out.shape[-1] % 600 == 0 and out.shape[-1] > 0
+    # frame-level units (sig_to_toks) decode as their deduplicated sequence
+    torch.testing.assert_close(codec.toks_to_sig({"units": frames}), out)
+    with pytest.raises(CodecError, match="K = 8 units"):
+        DPSLMCodec(str(wavlm), torch.randn(16, 16), tiny(8, 4096), tiny_wavtokenizer(hop=600))
