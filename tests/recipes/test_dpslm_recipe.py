@@ -140,3 +140,34 @@ def test_every_stage_runs_and_outputs_agree(shared_dir, tmp_path):
     second = run(args, env)
     assert second.returncode == 0, second.stderr[-4000:]
     assert second.stdout.count("already done") >= 9, second.stdout
+
+
+def test_hparams_keys_are_used_and_debug_overrides_exist():
+    import yaml
+
+    folder = RUN.parent / "hparams"
+    full, debug = (yaml.safe_load((folder / f).read_text()) for f in ("dpslm.yaml", "debug.yaml"))
+    for section in ("ulm", "ellav"):
+        assert set(debug[section]) <= set(full[section]), section
+    source = (ROOT / "speechbrain_codec" / "bin" / "dpslm.py").read_text()
+    for section in ("ulm", "ellav"):
+        for key in full[section]:
+            assert f'"{key}"' in source, f"{section}.{key} is not read by speechbrain_codec/bin/dpslm.py"
+    # the published sizes of the unit LM (§2.4) and the 24 pairs of the figure
+    assert (full["ulm"]["dim"], full["ulm"]["num_layers"], full["ulm"]["dropout"]) == (1024, 12, 0.15)
+    published = json.loads((RUN.parent / "published.json").read_text())["points"]
+    from speechbrain_codec.bin.dpslm import parse_pairs
+
+    default = [ln for ln in RUN.read_text().splitlines() if ln.startswith("pairs=")][0].split('"')[1]
+    assert parse_pairs(default) == [(p["K"], p["lambda"]) for p in published]
+
+
+def test_rates_on_a_concrete_sequence():
+    from speechbrain_codec.bin.dpslm import pair_name, unit_rates
+
+    # 10 frames (0.2 s) -> runs [3, 1, 3, 2] -> 4 units: R = 20/s, H(3: 1/2, 1: 1/4, 2: 1/4) = 1.5 bits
+    r = unit_rates({"a": np.array([3, 3, 1, 1, 1, 3, 2, 2, 2, 2])}, ["a"], k=4)
+    assert r["units"] == 4 and r["units_per_second"] == pytest.approx(20.0)
+    assert r["entropy_bits"] == pytest.approx(1.5) and r["bitrate"] == pytest.approx(30.0)
+    assert r["bitrate_bound"] == pytest.approx(40.0)  # R log2 K
+    assert pair_name(500, 4500.0) == "K500_l4500" and pair_name(8, 0.5) == "K8_l0.5"
