@@ -176,9 +176,13 @@ def _check_inputs(features, codebook):
     codebook = torch.as_tensor(codebook).detach().cpu()
     if features.dim() != 2 or codebook.dim() != 2 or features.shape[1] != codebook.shape[1]:
         raise ValueError(f"dpdp needs features [T, D] and codebook [K, D], got {list(features.shape)} and {list(codebook.shape)}")
-    if not torch.isfinite(features).all():
-        raise ValueError("dpdp got NaN or infinite features")
     return features, codebook
+
+
+def _check_finite(xn: np.ndarray) -> None:
+    """NaN / inf features show in ``|x|^2`` (checked per chunk: no ``[T, D]`` mask in memory)."""
+    if not np.isfinite(xn).all():
+        raise ValueError("dpdp got NaN or infinite features")
 
 
 def dpdp_many(
@@ -213,6 +217,7 @@ def dpdp_many(
     alpha = np.zeros(len(lams))
     for c0 in range(0, n_frames, chunk_frames):
         g, xn = _gemm_part(features[c0 : c0 + chunk_frames], cb, cnorm)
+        _check_finite(xn)
         _dp_chunk(g, xn, _limits(g, xn, n_keep), lams, open_cost, seg_start, c0, alpha, gamma, beta)
     if not np.isfinite(alpha).all():
         raise ValueError("dpdp found no finite segmentation")
@@ -254,7 +259,9 @@ def dpdp_batch(
     def flush():
         if not block:
             return
-        g, xn = _gemm_part(torch.cat([feats[j] for j in block]), cb, cnorm)
+        x = feats[block[0]] if len(block) == 1 else torch.from_numpy(np.concatenate([feats[j].float().numpy() for j in block]))
+        g, xn = _gemm_part(x, cb, cnorm)
+        _check_finite(xn)
         limit = _limits(g, xn, n_keep)
         a = 0
         for j in block:
