@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..utils import CodecError, atomic_path, atomic_write_json, atomic_write_text
+from ..utils import CodecError, atomic_path, atomic_write_json
 
 UNIT_RATE = 50.0  # WavLM frames per second
 
