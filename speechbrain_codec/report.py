@@ -238,7 +238,11 @@ def merge_results(runs: list[dict]) -> dict:
     for name in base["systems"]:
         for label, entry in base["systems"][name]["summary"].get("by_asr", {}).items():
             entry["trained_against"] = bool(trained) and label not in proto["independent_asrs"]
-    base["paired"] = [t for run in runs for t in run.get("paired", [])]
+    base["paired"] = list(runs[0].get("paired", []))
+    for run in runs[1:]:  # the other files' tests of their ASR's metrics, named by the ASR
+        label = (run.get("protocol", {}).get("asr_labels") or ["?"])[0]
+        base["paired"] += [dict(t, metric=f"{t['metric']} [{label}]") for t in run.get("paired", [])
+                           if t["metric"] in INTEL]
     return base
 
 
