@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Inference speed of the FocalCodec stacks per inference mode, against today's plain path, in ONE run.
+
+Systems: the published FocalCodec 50 Hz, 12.5 Hz and causal 50 Hz (FocalCodec-Stream, 2048
+codes) configurations at their published sizes. The published weights are not reachable
+offline (hub downloads fail here), so the stacks get PyTorch's default random initialisation
+(seed 0); speed does not depend on the weights, token agreement does (see "caveats" in the JSON).
+
+Options (rows): ``baseline`` = the plain eager fp32 path as it is today (``Codec.sig_to_toks`` /
+``toks_to_sig`` / ``stream_*``), then ``Codec.optimize_for_inference`` modes ``exact`` (fp32),
+``int8`` and ``bf16``. Per option: offline encode / decode RTF on ``--seconds`` of speech, and
+for the causal model streaming encode / decode RTF (80-ms chunks) with the per-chunk compute
+latency (median and 95th percentile), peak resident memory during the call, batched throughput
+(``--batch`` clips of different lengths through ``Codec.batch_sig_to_toks`` + ``batch_toks_to_sig``,
+hours of audio per second), token agreement with the baseline's tokens and the waveform error
+of decoding the baseline's tokens (max abs, SNR in dB against the baseline's waveform).
+
+The machine may be shared and noisy: options are interleaved repeat by repeat and each figure is
+the median of ``--repeats``; compare rows within one run. ``torch.set_num_threads(--threads)``.
+
+    python benchmarks/inference_speed.py [--threads 2] [--seconds 10] [--stream-seconds 4] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from speechbrain_codec.dataio import load_audio
+from speechbrain_codec.focalcodec import PUBLISHED, build_focalcodec
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "en" / "librispeech_clean_misc"
+CLIP = DATA / "audio" / "2412-153948-0000.flac"
+SYSTEMS = ["focalcodec_50hz", "focalcodec_12_5hz", "focalcodec_50hz_2k_causal"]
+OPTIONS = ["baseline", "exact", "int8", "bf16"]
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed(fn):
+    """``(result, seconds, peak RSS increase in bytes)`` of ``fn()``, RSS sampled every 2 ms."""
+    base, peak, stop = _rss(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    start = time.perf_counter()
+    out = fn()
+    took = time.perf_counter() - start
+    stop.set()
+    th.join()
+    return out, took, max(0, max(peak[0], _rss()) - base)
+
+
+def snr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
+    n = min(ref.shape[-1], x.shape[-1])
+    ref, x = ref[..., :n].double(), x[..., :n].double()
+    noise = (ref - x).pow(2).sum().item()
+    return float("inf") if noise == 0 else 10 * torch.log10(ref.pow(2).sum() / noise).item()
+
+
+def stream_chunks(codec, sig, toks):
+    """Streaming encode and decode chunk by chunk; per-chunk compute seconds of each."""
+    enc_t, dec_t, out_t, out_s = [], [], [], []
+    enc = codec.stream_encoder()
+    for chunk in sig.split(codec.chunk_size, dim=-1):
+        start = time.perf_counter()
+        out_t.append(enc(chunk))
+        enc_t.append(time.perf_counter() - start)
+    dec = codec.stream_decoder()
+    for t in toks.split(codec.chunk_size // codec.hop_length, dim=1):
+        start = time.perf_counter()
+        out_s.append(dec(t))
+        dec_t.append(time.perf_counter() - start)
+    return torch.cat(out_t, 1), torch.cat(out_s, -1), enc_t, dec_t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--stream-seconds", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=4, help="clips in the batched-throughput test")
+    parser.add_argument("--systems", nargs="*", default=SYSTEMS)
+    parser.add_argument("--options", nargs="*", default=OPTIONS)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    speech = load_audio(CLIP, 16000)
+    sig = speech[: int(args.seconds * 16000)][None]
+    seconds = sig.shape[-1] / 16000
+    ssig = speech[: int(args.stream_seconds * 16000)][None]
+    clips = sorted(DATA.glob("audio/*.flac"))[: args.batch]
+    batch_sigs = [load_audio(c, 16000)[: int((2 + 1.5 * i) * 16000)] for i, c in enumerate(clips)]
+    batch_seconds = sum(s.numel() for s in batch_sigs) / 16000
+    print(f"{started:%Y-%m-%d %H:%M} UTC; {seconds:.1f} s offline, {ssig.shape[-1] / 16000:.1f} s streaming, "
+          f"{len(batch_sigs)} clips ({batch_seconds:.1f} s) batched; {args.threads} threads; median of {args.repeats}")
+    rows = []
+    for name in args.systems:
+        torch.manual_seed(0)
+        base = build_focalcodec(PUBLISHED[name]).eval()
+        codecs = {opt: base if opt == "baseline" else copy.deepcopy(base).optimize_for_inference(opt)
+                  for opt in args.options}
+        causal = base.streaming
+        with torch.no_grad():
+            ref_toks = base.sig_to_toks(sig)
+            ref_sig = base.toks_to_sig(ref_toks)
+            if causal:
+                ref_stoks = base.sig_to_toks(ssig)
+        stats = {opt: {k: [] for k in ("enc", "dec", "enc_mem", "dec_mem", "senc", "sdec", "chunk_enc", "chunk_dec",
+                                       "batch", "single")} for opt in codecs}
+        facts = {opt: {} for opt in codecs}
+        for rep in range(args.repeats + 1):  # repeat 0 warms up
+            for opt, codec in codecs.items():
+                toks, te, me = timed(lambda: codec.sig_to_toks(sig))
+                rec, td, md = timed(lambda: codec.toks_to_sig(ref_toks))
+                if causal:
+                    stoks, ssig_out, ce, cd = stream_chunks(codec, ssig, ref_stoks)
+                bsize = len(batch_sigs)
+                btoks, tb, _ = timed(lambda: codec.batch_toks_to_sig(codec.batch_sig_to_toks(batch_sigs, bsize), bsize))
+                _, t1, _ = timed(lambda: [codec.toks_to_sig(codec.sig_to_toks(s[None])) for s in batch_sigs])
+                if rep == 0:
+                    f = facts[opt]
+                    f["token_agreement"] = (toks == ref_toks).float().mean().item()
+                    f["wave_max_abs_error"] = (rec - ref_sig).abs().max().item()
+                    f["wave_snr_db"] = snr_db(ref_sig, rec)
+                    if causal:
+                        f["stream_token_agreement"] = (stoks == ref_stoks).float().mean().item()
+                        f["stream_equals_offline_of_this_option"] = bool(torch.equal(stoks, codec.sig_to_toks(ssig)))
+                    continue
+                s = stats[opt]
+                s["enc"].append(te)
+                s["dec"].append(td)
+                s["enc_mem"].append(me)
+                s["dec_mem"].append(md)
+                s["batch"].append(tb)
+                s["single"].append(t1)
+                if causal:
+                    s["senc"].append(sum(ce))
+                    s["sdec"].append(sum(cd))
+                    s["chunk_enc"].extend(ce)
+                    s["chunk_dec"].extend(cd)
+                print(f"  {name} {opt} repeat {rep}: enc {te / seconds:.3f} dec {td / seconds:.3f}"
+                      + (f" stream {(sum(ce) + sum(cd)) / (ssig.shape[-1] / 16000):.3f}" if causal else ""), flush=True)
+        med = statistics.median
+        base_t = med(stats["baseline"]["enc"]) + med(stats["baseline"]["dec"]) if "baseline" in stats else None
+        for opt, s in stats.items():
+            row = {"system": name, "option": opt, "params_M": sum(p.numel() for p in base.parameters()) / 1e6,
+                   "encode_rtf": med(s["enc"]) / seconds, "decode_rtf": med(s["dec"]) / seconds,
+                   "encode_peak_rss_MB": med(s["enc_mem"]) / 2**20, "decode_peak_rss_MB": med(s["dec_mem"]) / 2**20,
+                   "batched_hours_per_second": batch_seconds / 3600 / med(s["batch"]),
+                   "one_by_one_hours_per_second": batch_seconds / 3600 / med(s["single"]),
+                   **facts[opt]}
+            if base_t:
+                row["offline_time_vs_baseline"] = (med(s["enc"]) + med(s["dec"])) / base_t
+            if causal:
+                ss = ssig.shape[-1] / 16000
+                row.update({"stream_encode_rtf": med(s["senc"]) / ss, "stream_decode_rtf": med(s["sdec"]) / ss,
+                            "stream_rtf": (med(s["senc"]) + med(s["sdec"])) / ss,
+                            "chunk_ms_median": 1000 * med([a + b for a, b in zip(s["chunk_enc"], s["chunk_dec"])]),
+                            "chunk_ms_p95": 1000 * sorted(a + b for a, b in zip(s["chunk_enc"], s["chunk_dec"]))[
+                                int(0.95 * (len(s["chunk_enc"]) - 1))],
+                            "algorithmic_latency_ms": 1000 * base.algorithmic_latency})
+            rows.append(row)
+            print(f"{name:26s} {opt:8s} enc {row['encode_rtf']:.3f} dec {row['decode_rtf']:.3f} "
+                  f"x{row.get('offline_time_vs_baseline', float('nan')):.2f} agree {row['token_agreement']:.3f} "
+                  f"snr {row['wave_snr_db']:.1f} dB batch {row['batched_hours_per_second']:.2e} h/s"
+                  + (f" stream {row['stream_rtf']:.3f} ({row['chunk_ms_median']:.0f} ms/chunk)" if causal else ""),
+                  flush=True)
+        del codecs, base
+    result = {
+        "date_utc": f"{started:%Y-%m-%d %H:%M}", "finished_utc": f"{datetime.datetime.now(datetime.timezone.utc):%H:%M}",
+        "device": "cpu", "cpu": platform.processor() or platform.machine(), "threads": args.threads,
+        "torch": torch.__version__, "load_average_at_start": os.getloadavg()[0],
+        "audio_seconds": seconds, "stream_audio_seconds": ssig.shape[-1] / 16000, "batch_audio_seconds": batch_seconds,
+        "repeats": args.repeats, "clip": str(CLIP.relative_to(CLIP.parents[4])),
+        "caveats": ("random weights at the published sizes (published checkpoints are not reachable offline): speed "
+                    "is the published models'; token agreement of the lossy modes is that of random weights on "
+                    "speech, not of the trained models. dWER is not reported: a randomly initialised codec does "
+                    "not reproduce speech, so an ASR's errors on its output say nothing about int8 / bf16."),
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
