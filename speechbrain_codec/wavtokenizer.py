@@ -417,7 +417,7 @@ class WavTokenizerVQ(Quantizer):
 
     Example
     -------
-    >>> vq = WavTokenizerVQ(8, 64, kmeans_init=False)
+    >>> vq = WavTokenizerVQ(8, 64, kmeans_init=False).eval()
     >>> out = vq(torch.randn(2, 5, 8))
     >>> out.toks.shape, vq.bits_per_frame, torch.equal(vq.toks_to_qlats(out.toks), out.qlats)
     (torch.Size([2, 5, 1]), 6.0, True)
