@@ -32,9 +32,10 @@ setup(
     extras_require={
         "eval": ["pesq>=0.0.4", "pystoi>=0.4", "pocketsphinx>=5.0", "jiwer>=3.0", "whisper-normalizer>=0.1",
                  "warpq>=1.5", "speechmos>=0.0.1", "onnxruntime", "librosa", "resemblyzer>=0.1.4",
-                 "amfm-decompy>=1.0.11", "pyloudnorm>=0.1", "matplotlib>=3.7", "pyyaml", "scipy"],
+                 "amfm-decompy>=1.0.11", "pyloudnorm>=0.1", "matplotlib>=3.7", "pyyaml", "scipy",
+                 "onnx>=1.16"],  # onnx: export_utmos (a local UTMOS .onnx)
         "quant": ["vector-quantize-pytorch>=1.20", "constriction>=0.4", "scikit-learn>=1.3", "safetensors>=0.4", "numba>=0.60"],
-        "ssl": ["transformers>=4.40", "sentencepiece"],
+        "ssl": ["transformers>=4.40", "sentencepiece", "s3tokenizer>=0.3"],  # s3tokenizer: Learnable-Speech tokens
         "align": ["praatio>=6"],
         "test": ["pytest>=8", "hypothesis>=6"],
     },

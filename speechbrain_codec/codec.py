@@ -98,6 +98,11 @@ class Codec(nn.Module):
     (torch.Size([1, 50, 1]), torch.Size([1, 16000]))
     """
 
+    # set per instance by __init__; class defaults for subclasses that build their own lobes
+    inference_mode = None
+    compute_dtype = None
+
+
     def __init__(
         self,
         encoder: Encoder,
