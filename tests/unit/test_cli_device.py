@@ -24,6 +24,7 @@ class Spy:
 
     def __init__(self):
         self.moves, self.codec_inputs, self.to_cpu_inputs = [], [], []
+        self.in_batch = False
 
     def to_device(self, x, device):
         self.moves.append((type(x).__name__, str(device)))
@@ -41,12 +42,28 @@ class Spy:
             real = getattr(codec, name)
 
             def wrapped(x, *args, _real=real, _name=name):
-                self.codec_inputs.append((_name, getattr(x, "sbc_device", "not moved")))
+                if not self.in_batch:  # a batched call's own inner calls see its padded stack
+                    self.codec_inputs.append((_name, getattr(x, "sbc_device", "not moved")))
                 out = _real(x, *args)
                 out.sbc_from_codec = True
                 return out
 
             setattr(codec, name, wrapped)
+        for name in ("batch_sig_to_toks", "batch_toks_to_sig"):  # folders and manifests: lists of tensors
+            real = getattr(codec, name)
+
+            def wrapped_list(xs, *args, _real=real, _name=name[len("batch_"):]):
+                self.codec_inputs += [(_name, getattr(x, "sbc_device", "not moved")) for x in xs]
+                self.in_batch = True
+                try:
+                    outs = _real(xs, *args)
+                finally:
+                    self.in_batch = False
+                for out in outs:
+                    out.sbc_from_codec = True
+                return outs
+
+            setattr(codec, name, wrapped_list)
         return codec
 
 
@@ -91,7 +108,7 @@ def test_main_places_codec_and_tensors(checkpoint, mini_clip, tmp_path, spy, mon
         assert main([*args, "--checkpoint", str(checkpoint), "--device", "cuda:0"]) == 0
     assert loads == ["cuda:0"] * 4
     assert spy.moves == [("Codec", "cuda:0"), ("Tensor", "cuda:0")] * 4
-    assert [d for _, d in spy.codec_inputs] == ["cuda:0"] * 4 and all(spy.to_cpu_inputs)
+    assert [d for _, d in spy.codec_inputs] == ["cuda:0"] * 4 and all(spy.to_cpu_inputs), spy.codec_inputs
     assert read_sbc(tmp_path / "sbc" / "b.sbc").num_samples == 16000
     assert sf.info(str(tmp_path / "wav" / "b.wav")).frames == 16000
 
