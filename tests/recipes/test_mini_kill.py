@@ -20,7 +20,7 @@ import pytest
 from ..conftest import ROOT
 
 RUN = ROOT / "recipes" / "mini" / "run.sh"
-TIMING = {"encode_rtf", "decode_rtf", "wall_seconds"}
+TIMING = {"encode_rtf", "decode_rtf", "wall_seconds", "encode_throughput", "decode_throughput"}  # wall-clock figures
 
 
 def _run(exp: Path, **popen):
@@ -44,6 +44,8 @@ def _close(a, b) -> bool:
         return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):  # confidence intervals
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
     return a == b
 
 
