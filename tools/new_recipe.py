@@ -238,7 +238,7 @@ def whisper_code(lang: str, system: System, no_whisper: bool) -> str | None:
 # -------------------------------------------------------------------------------- files
 def shell_path(path: Path, recipe: Path) -> str:
     """A default path for run.sh: ``$root/...`` when under the repository's parent, else absolute."""
-    path = path.resolve()
+    path = Path(os.path.abspath(path))  # not resolve(): a symlinked ../shared stays $root/../shared
     rel = Path(os.path.relpath(path, ROOT))
     if rel.parts[:1] != ("..",) or (len(rel.parts) > 1 and rel.parts[1] != ".."):
         return "$root/" + rel.as_posix()
@@ -444,7 +444,7 @@ def plan(args) -> tuple[Path, dict[Path, str], list[str]]:
         table = Path(args.from_manifest)
         if not table.is_file():
             _fail(f"--from-manifest {table}: no such file")
-        corpus, source_kind, manifest_name = table.resolve().parent, "manifest", table.name
+        corpus, source_kind, manifest_name = Path(os.path.abspath(table)).parent, "manifest", table.name
     elif args.from_kaldi:
         corpus = Path(args.from_kaldi)
         if not corpus.is_dir():
@@ -453,7 +453,7 @@ def plan(args) -> tuple[Path, dict[Path, str], list[str]]:
 
         if not is_kaldi_dir(corpus) and not any(is_kaldi_dir(d) for d in corpus.iterdir() if d.is_dir()):
             _fail(f"--from-kaldi {corpus}: no wav.scp in it or in a sub-folder; it is not a Kaldi data directory")
-        corpus, source_kind, manifest_name = corpus.resolve(), "Kaldi directory", "manifest.tsv"
+        corpus, source_kind, manifest_name = Path(os.path.abspath(corpus)), "Kaldi directory", "manifest.tsv"
     else:
         corpus, source_kind, manifest_name = None, "", ""
         if not prep_path.is_file():
