@@ -224,7 +224,9 @@ def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
     hyps = {}
     for spec, label, model in _asrs():
         if lang in ASR_LANGS[spec.split(":")[0]]:
-            hyps[label] = normalize_text(model.transcribe(d, SAMPLE_RATE, level_ref=r, lang=lang), lang,
+            # the whole decoded clip: the delay-aligned pair is cut to the shorter length (and up to
+            # 250 ms at one start), which would hide words of a codec that chooses its own durations
+            hyps[label] = normalize_text(model.transcribe(deg, SAMPLE_RATE, level_ref=ref, lang=lang), lang,
                                          _STATE.get("normaliser", "whisper"))
     if hyps:
         out["hyp"] = hyps.get(_STATE["labels"][0])

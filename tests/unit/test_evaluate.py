@@ -79,3 +79,25 @@ def test_worst_values_fill_failures_and_metrics_without_one_are_incomplete():
     # every value scored: nothing incomplete, nothing failed
     s = _summary({"x": per_utt["x"]}, rows, {}, ("stoi",), "pocketsphinx")
     assert s["failed"] == 0 and "incomplete" not in s and "failures" not in s
+
+
+def test_asr_hears_the_whole_decoded_clip_not_the_aligned_cut(monkeypatch):
+    """A decoded clip longer than its reference (codecs that choose their own durations, as DP-SLM's
+    resynthesis) reaches the ASR whole: alignment for the intrusive metrics cuts it to the shorter."""
+    from speechbrain_codec import evaluate
+
+    heard = []
+
+    class Recorder:
+        def transcribe(self, sig, sr, level_ref=None, lang="en"):
+            heard.append((len(sig), len(level_ref)))
+            return "hello"
+
+    evaluate._init_worker("pocketsphinx", ("stoi",), None, 1)
+    evaluate._STATE["asrs"] = [("pocketsphinx", "pocketsphinx", Recorder())]
+    rng = np.random.default_rng(0)
+    ref = 0.1 * rng.standard_normal(16000)
+    deg = np.concatenate([ref, 0.1 * rng.standard_normal(8000)])  # half a second more speech
+    out = evaluate._score(ref, deg, "en")
+    assert heard == [(24000, 16000)] and out["hyp"] == "hello"
+    evaluate._STATE.clear()
