@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from .report import PERCENT, _rate
-from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text
+from .utils import CodecError, atomic_write_json, atomic_write_text, one_line_errors, save_png
 
 __all__ = ["collect", "band", "pareto_front", "leaderboard_table", "plot_leaderboard", "main", "BANDS"]
 
@@ -223,9 +223,7 @@ def plot_leaderboard(rows: list[dict], folder: str | os.PathLike) -> list[Path]:
             ax.set_title(protocol, fontsize=9)
             ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        with atomic_path(folder / filename) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
+        save_png(fig, folder / filename)
         written.append(folder / filename)
     return written
 
@@ -256,10 +254,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
-    try:
-        raise SystemExit(main())
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1)
+    raise SystemExit(one_line_errors(main)())

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text
+from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text, save_png
 
 __all__ = ["make_test", "parse_results", "SEMANTIC_SCALE", "main"]
 
@@ -253,9 +253,7 @@ def plot_listening(summary: dict, path: str | os.PathLike) -> None:
     ax.set_ylim(0, 100 if summary["kind"] == "mushra" else 7)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .utils import atomic_path, atomic_write_text
+from .utils import atomic_write_text, save_png
 
 __all__ = ["results_table", "plot_results", "merge_results", "protocol_caption", "paired_table", "main", "FORMATS"]
 
@@ -274,9 +274,7 @@ def plot_results(results: dict, folder: str | os.PathLike) -> list[Path]:
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        with atomic_path(folder / filename) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
+        save_png(fig, folder / filename)
         written.append(folder / filename)
     return written
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["CodecError", "atomic_path", "atomic_write_text", "atomic_write_json", "one_line_errors"]
+__all__ = ["CodecError", "atomic_path", "atomic_write_text", "atomic_write_json", "one_line_errors", "save_png"]
 
 
 class CodecError(RuntimeError):
@@ -107,6 +107,17 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
+
+
+def save_png(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Write a matplotlib figure as a PNG atomically (see :func:`atomic_path`) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def load_state_checked(module, state: dict, source: str, hint: str = "", may_miss: tuple[str, ...] = ()) -> None:

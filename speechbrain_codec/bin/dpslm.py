@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..utils import CodecError, atomic_path, atomic_write_json
+from ..utils import CodecError, atomic_path, atomic_write_json, one_line_errors
 
 UNIT_RATE = 50.0  # WavLM frames per second
 
@@ -443,6 +443,7 @@ def cmd_resynth(args) -> None:
 
 
 # ------------------------------------------------------------------------------------- main
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -502,12 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     rs.add_argument("--top_p", type=float, default=0.0, help="0: greedy (the WER figure)")
 
     args = p.parse_args(argv)
-    try:
-        {"kmeans": cmd_kmeans, "units": cmd_units, "ulm": cmd_ulm, "vocoder": cmd_vocoder, "ellav": cmd_ellav,
-         "resynth": cmd_resynth}[args.cmd](args)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    {"kmeans": cmd_kmeans, "units": cmd_units, "ulm": cmd_ulm, "vocoder": cmd_vocoder, "ellav": cmd_ellav,
+     "resynth": cmd_resynth}[args.cmd](args)
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..utils import CodecError
+from ..utils import CodecError, one_line_errors
 
 
 def export(codec_hparams: str, out: str, overrides: dict | None = None) -> bool:
@@ -35,20 +35,17 @@ def export(codec_hparams: str, out: str, overrides: dict | None = None) -> bool:
     return True
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("codec_hparams")
     p.add_argument("--codec_overrides", default="{}", help="YAML mapping of codec hparams keys")
     p.add_argument("--out", required=True, help="the codec folder to write")
     args = p.parse_args(argv)
-    try:
-        overrides = yaml.safe_load(args.codec_overrides) or {}
-        if not isinstance(overrides, dict):
-            raise CodecError(f"--codec_overrides must be a YAML mapping, not {args.codec_overrides!r}")
-        wrote = export(args.codec_hparams, args.out, overrides)
-    except CodecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    overrides = yaml.safe_load(args.codec_overrides) or {}
+    if not isinstance(overrides, dict):
+        raise CodecError(f"--codec_overrides must be a YAML mapping, not {args.codec_overrides!r}")
+    wrote = export(args.codec_hparams, args.out, overrides)
     print(f"{args.out}: {'written' if wrote else 'up to date'}")
     return 0
 

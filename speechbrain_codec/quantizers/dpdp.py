@@ -210,21 +210,12 @@ def dpdp_many(
     n_keep = n_codes if num_neighbors is None else max(1, min(int(num_neighbors), n_codes))
     cb = codebook.float()
     cnorm = (cb * cb).sum(1)
-    gamma = np.empty((len(lams), n_frames), dtype=np.int64)
-    beta = np.empty((len(lams), n_frames), dtype=np.int64)
-    open_cost = np.full((len(lams), n_codes), np.inf)
-    seg_start = np.zeros((len(lams), n_codes), dtype=np.int64)
-    alpha = np.zeros(len(lams))
+    state = _DPState(len(lams), n_frames, n_codes)
     for c0 in range(0, n_frames, chunk_frames):
         g, xn = _gemm_part(features[c0 : c0 + chunk_frames], cb, cnorm)
         _check_finite(xn)
-        _dp_chunk(g, xn, _limits(g, xn, n_keep), lams, open_cost, seg_start, c0, alpha, gamma, beta)
-    if not np.isfinite(alpha).all():
-        raise ValueError("dpdp found no finite segmentation")
-    units = np.empty((len(lams), n_frames), dtype=np.int64)
-    for l in range(len(lams)):
-        _backtrack(gamma[l], beta[l], units[l])
-    return units
+        state.chunk(g, xn, _limits(g, xn, n_keep), lams, c0)
+    return state.units()
 
 
 def dpdp_batch(
@@ -288,19 +279,34 @@ def dpdp_batch(
 
 def _dp_utterance(g, xn, limit, lams, n_codes) -> np.ndarray:
     """The recursion and backtracking over one utterance whose GEMM part is computed."""
-    n_frames = g.shape[0]
-    gamma = np.empty((len(lams), n_frames), dtype=np.int64)
-    beta = np.empty((len(lams), n_frames), dtype=np.int64)
-    open_cost = np.full((len(lams), n_codes), np.inf)
-    seg_start = np.zeros((len(lams), n_codes), dtype=np.int64)
-    alpha = np.zeros(len(lams))
-    _dp_chunk(g, xn, limit, lams, open_cost, seg_start, 0, alpha, gamma, beta)
-    if not np.isfinite(alpha).all():
-        raise ValueError("dpdp found no finite segmentation")
-    units = np.empty((len(lams), n_frames), dtype=np.int64)
-    for l in range(len(lams)):
-        _backtrack(gamma[l], beta[l], units[l])
-    return units
+    state = _DPState(len(lams), g.shape[0], n_codes)
+    state.chunk(g, xn, limit, lams, 0)
+    return state.units()
+
+
+class _DPState:
+    """The recursion's state for ``L`` penalties over ``T`` frames and ``K`` codes: per-frame
+    back-pointers (``gamma``, ``beta``: O(T), no [T, K] matrix) and the open segments' costs."""
+
+    def __init__(self, n_lams: int, n_frames: int, n_codes: int) -> None:
+        self.gamma = np.empty((n_lams, n_frames), dtype=np.int64)
+        self.beta = np.empty((n_lams, n_frames), dtype=np.int64)
+        self.open_cost = np.full((n_lams, n_codes), np.inf)
+        self.seg_start = np.zeros((n_lams, n_codes), dtype=np.int64)
+        self.alpha = np.zeros(n_lams)
+
+    def chunk(self, g, xn, limit, lams, t0: int) -> None:
+        """Advance over the frames ``t0 .. t0 + len(g)`` (their GEMM part ``g``, norms ``xn``)."""
+        _dp_chunk(g, xn, limit, lams, self.open_cost, self.seg_start, t0, self.alpha, self.gamma, self.beta)
+
+    def units(self) -> np.ndarray:
+        """Backtrack every penalty's best segmentation ``-> [L, T]`` (int64)."""
+        if not np.isfinite(self.alpha).all():
+            raise ValueError("dpdp found no finite segmentation")
+        units = np.empty(self.gamma.shape, dtype=np.int64)
+        for l in range(len(units)):
+            _backtrack(self.gamma[l], self.beta[l], units[l])
+        return units
 
 
 def dpdp(

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from speechbrain_codec.utils import atomic_write_json, atomic_write_text, save_png
+
 
 def _pct(x):
     """Error rates in results.json are fractions; the paper's in %."""
@@ -93,10 +95,7 @@ def plot(rows: list[dict], published: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"results": str(Path(args.results).resolve()), "ours": rows, "published": published}
-    (out / "wer_vs_bitrate.json.tmp").write_text(json.dumps(doc, indent=1))
-    (out / "wer_vs_bitrate.json.tmp").replace(out / "wer_vs_bitrate.json")
-    (out / "wer_vs_bitrate.md.tmp").write_text(table(rows, published, original), encoding="utf-8")
-    (out / "wer_vs_bitrate.md.tmp").replace(out / "wer_vs_bitrate.md")
+    atomic_write_json(out / "wer_vs_bitrate.json", doc)
+    atomic_write_text(out / "wer_vs_bitrate.md", table(rows, published, original))
     plot(rows, published, out / "wer_vs_bitrate.png")
     print(table(rows, published, original).split("\n\nThe paper")[0])
     return 0
