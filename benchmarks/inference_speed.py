@@ -8,17 +8,21 @@ offline (hub downloads fail here), so the stacks get PyTorch's default random in
 
 Options (rows): ``baseline`` = the plain eager fp32 path as it is today (``Codec.sig_to_toks`` /
 ``toks_to_sig`` / ``stream_*``), then ``Codec.optimize_for_inference`` modes ``exact`` (fp32),
-``int8`` and ``bf16``. Per option: offline encode / decode RTF on ``--seconds`` of speech, and
+``int8``, ``int8-dec`` (exact encoder side, int8 decoder side) and ``bf16``. Per option: offline encode / decode RTF on ``--seconds`` of speech, and
 for the causal model streaming encode / decode RTF (80-ms chunks) with the per-chunk compute
 latency (median and 95th percentile), peak resident memory during the call, batched throughput
 (``--batch`` clips of different lengths through ``Codec.batch_sig_to_toks`` + ``batch_toks_to_sig``,
 hours of audio per second), token agreement with the baseline's tokens and the waveform error
 of decoding the baseline's tokens (max abs, SNR in dB against the baseline's waveform).
+Per system, the floating-point work of one offline encode and decode (``FlopCounterMode``:
+matrix products, convolutions, attention) and, per machine, the fp32 matrix-product peak of
+the threads (best of a few 2048^2 products): ``encode_gflops`` / ``gemm_peak_gflops`` says how
+close an fp32 path is to what the cores can do at all.
 
 The machine may be shared and noisy: options are interleaved repeat by repeat and each figure is
 the median of ``--repeats``; compare rows within one run. ``torch.set_num_threads(--threads)``.
 
-    python benchmarks/inference_speed.py [--threads 2] [--seconds 10] [--stream-seconds 4] [--repeats 3]
+    python benchmarks/inference_speed.py [--threads 2] [--seconds 10] [--stream-seconds 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from speechbrain_codec.focalcodec import PUBLISHED, build_focalcodec
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "en" / "librispeech_clean_misc"
 CLIP = DATA / "audio" / "2412-153948-0000.flac"
 SYSTEMS = ["focalcodec_50hz", "focalcodec_12_5hz", "focalcodec_50hz_2k_causal"]
-OPTIONS = ["baseline", "exact", "int8", "bf16"]
+OPTIONS = ["baseline", "exact", "int8", "int8-dec", "bf16"]
 
 
 def _rss() -> int:
@@ -76,6 +80,27 @@ def snr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
     return float("inf") if noise == 0 else 10 * torch.log10(ref.pow(2).sum() / noise).item()
 
 
+def gemm_peak_gflops(repeats: int = 5, n: int = 2048) -> float:
+    """Best fp32 matrix-product rate of the current threads, GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def gflop(fn) -> float:
+    """Floating-point work of ``fn()`` (FlopCounterMode: matrix products, convolutions, attention), GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 def stream_chunks(codec, sig, toks):
     """Streaming encode and decode chunk by chunk; per-chunk compute seconds of each."""
     enc_t, dec_t, out_t, out_s = [], [], [], []
@@ -96,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--stream-seconds", type=float, default=4.0)
+    parser.add_argument("--stream-seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4, help="clips in the batched-throughput test")
     parser.add_argument("--systems", nargs="*", default=SYSTEMS)
@@ -104,7 +129,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started, load_start = datetime.datetime.now(datetime.timezone.utc), os.getloadavg()[0]
     speech = load_audio(CLIP, 16000)
     sig = speech[: int(args.seconds * 16000)][None]
     seconds = sig.shape[-1] / 16000
@@ -114,6 +139,8 @@ def main() -> None:
     batch_seconds = sum(s.numel() for s in batch_sigs) / 16000
     print(f"{started:%Y-%m-%d %H:%M} UTC; {seconds:.1f} s offline, {ssig.shape[-1] / 16000:.1f} s streaming, "
           f"{len(batch_sigs)} clips ({batch_seconds:.1f} s) batched; {args.threads} threads; median of {args.repeats}")
+    peak = gemm_peak_gflops()
+    print(f"fp32 matrix-product peak of {args.threads} threads: {peak:.0f} GFLOP/s")
     rows = []
     for name in args.systems:
         torch.manual_seed(0)
@@ -126,6 +153,8 @@ def main() -> None:
             ref_sig = base.toks_to_sig(ref_toks)
             if causal:
                 ref_stoks = base.sig_to_toks(ssig)
+            work = {"encode_gflop": gflop(lambda: base.sig_to_toks(sig)),
+                    "decode_gflop": gflop(lambda: base.toks_to_sig(ref_toks))}
         stats = {opt: {k: [] for k in ("enc", "dec", "enc_mem", "dec_mem", "senc", "sdec", "chunk_enc", "chunk_dec",
                                        "batch", "single")} for opt in codecs}
         facts = {opt: {} for opt in codecs}
@@ -169,7 +198,8 @@ def main() -> None:
                    "encode_peak_rss_MB": med(s["enc_mem"]) / 2**20, "decode_peak_rss_MB": med(s["dec_mem"]) / 2**20,
                    "batched_hours_per_second": batch_seconds / 3600 / med(s["batch"]),
                    "one_by_one_hours_per_second": batch_seconds / 3600 / med(s["single"]),
-                   **facts[opt]}
+                   **work, "encode_gflops": work["encode_gflop"] / med(s["enc"]),
+                   "decode_gflops": work["decode_gflop"] / med(s["dec"]), **facts[opt]}
             if base_t:
                 row["offline_time_vs_baseline"] = (med(s["enc"]) + med(s["dec"])) / base_t
             if causal:
@@ -183,14 +213,15 @@ def main() -> None:
             rows.append(row)
             print(f"{name:26s} {opt:8s} enc {row['encode_rtf']:.3f} dec {row['decode_rtf']:.3f} "
                   f"x{row.get('offline_time_vs_baseline', float('nan')):.2f} agree {row['token_agreement']:.3f} "
-                  f"snr {row['wave_snr_db']:.1f} dB batch {row['batched_hours_per_second']:.2e} h/s"
+                  f"snr {row['wave_snr_db']:.1f} dB {row['encode_gflops']:.0f} GFLOP/s batch {row['batched_hours_per_second']:.2e} h/s"
                   + (f" stream {row['stream_rtf']:.3f} ({row['chunk_ms_median']:.0f} ms/chunk)" if causal else ""),
                   flush=True)
         del codecs, base
     result = {
         "date_utc": f"{started:%Y-%m-%d %H:%M}", "finished_utc": f"{datetime.datetime.now(datetime.timezone.utc):%H:%M}",
         "device": "cpu", "cpu": platform.processor() or platform.machine(), "threads": args.threads,
-        "torch": torch.__version__, "load_average_at_start": os.getloadavg()[0],
+        "torch": torch.__version__, "load_average_at_start": load_start,
+        "load_average_at_end": os.getloadavg()[0], "gemm_peak_gflops": peak,
         "audio_seconds": seconds, "stream_audio_seconds": ssig.shape[-1] / 16000, "batch_audio_seconds": batch_seconds,
         "repeats": args.repeats, "clip": str(CLIP.relative_to(CLIP.parents[4])),
         "caveats": ("random weights at the published sizes (published checkpoints are not reachable offline): speed "

@@ -28,8 +28,9 @@ accepts (under one frame) is zero-padded with a notice and decodes to its origin
 available is a one-line error. Batch forms code ``--batch-size`` (default 8) utterances of
 similar length together, each exactly as it is coded alone (sorted by length, zero-padded,
 masked), with a progress bar and a throughput line (RTF, hours of audio per second) on stderr.
-``--precision fp32|bf16|int8`` (and ``--compile``) selects an inference path
-(:mod:`speechbrain_codec.inference`): fp32 gives the plain path's tokens; bf16 / int8 are lossy.
+``--precision fp32|bf16|int8|int8-dec`` (and ``--compile``) selects an inference path
+(:mod:`speechbrain_codec.inference`): fp32 gives the plain path's tokens; bf16 / int8 are lossy;
+int8-dec gives fp32's tokens and an int8 decoder (lossy waveform).
 """
 
 from __future__ import annotations
@@ -651,9 +652,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--streaming", action="store_true",
                        help=f"{cmd} chunk by chunk as a streaming {'sender' if cmd == 'encode' else 'receiver'} "
                             "would (causal codecs; the same tokens as offline)")
-        p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default=None,
+        p.add_argument("--precision", choices=["fp32", "bf16", "int8", "int8-dec"], default=None,
                        help="the inference path (Codec.optimize_for_inference): fp32 = exact (the tokens of the plain "
-                            "path, faster), bf16 / int8 = reduced-precision weights (faster, lossy); default: the plain path")
+                            "path, faster), bf16 / int8 = reduced-precision weights (faster, lossy), int8-dec = fp32 tokens and an "
+                            "int8 decoder (lossy waveform; streams faster); default: the plain path")
         p.add_argument("--compile", action="store_true", help="torch.compile the lobes (the first call compiles: slow)")
         p.add_argument("--batch-size", type=int, default=8,
                        help="manifest / folder inputs: utterances of similar length coded together (default 8; 1: one by one)")

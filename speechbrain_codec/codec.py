@@ -130,7 +130,7 @@ class Codec(nn.Module):
                 "a token frame would not last as long on both sides"
             )
         self.config_hash = ""  # set by from_pretrained / save_pretrained
-        self.inference_mode = None  # set by optimize_for_inference: "exact", "int8", "bf16"
+        self.inference_mode = None  # set by optimize_for_inference: "exact", "int8", "int8-dec", "bf16"
         self.compute_dtype = None  # the lobes' dtype when not fp32 (bf16 mode)
         self.token_models = {}  # stream name -> entropy model (entropy_model*.json), set by from_pretrained
 
@@ -217,7 +217,8 @@ class Codec(nn.Module):
 
     def optimize_for_inference(self, mode: str = "exact", compile: bool = False) -> "Codec":
         """Prepare this codec for coding only (in place; returns it): ``mode`` ``exact`` (fp32,
-        the plain path's tokens), ``int8`` (dynamic int8 Linear layers) or ``bf16``;
+        the plain path's tokens), ``int8`` (dynamic int8 Linear layers), ``int8-dec`` (exact
+        tokens, int8 decoder side) or ``bf16``;
         ``compile=True`` adds ``torch.compile``. See :mod:`speechbrain_codec.inference`."""
         from .inference import optimize_for_inference
 

@@ -6,16 +6,25 @@
 ``exact``
     fp32, ``eval()``, no gradients, ``torch.inference_mode`` around the coding paths, and the
     lobes' inference code: FocalCodec's WavLM convolutions as one matrix product over unfolded
-    frames, channels-last (no transposes between its 7 layers), and its relative position bias
-    gathered from a per-distance table built once instead of bucketed per call. The same sums in
-    another order: the tokens are those of the plain path (tested on the golden weights),
-    waveforms agree to float rounding.
+    frames, channels-last (no transposes between its 7 layers), computed over blocks of 64
+    output frames so that the large early activations stay in the cache; its relative position
+    bias gathered from a per-distance table built once instead of bucketed per call; streaming
+    chunks' grouped and dense convolutions as matrix products (:func:`~speechbrain_codec.nn.
+    stream_conv1d`), the focal modulation's 1x1 and transposed convolutions as matrix products,
+    channels-last. The same sums in another order: the tokens are those of the plain path (tested
+    on the golden weights), waveforms agree to float rounding.
 ``int8``
     ``exact`` + dynamic int8 quantisation of every ``nn.Linear`` (weights int8 per tensor,
     activations quantised per call; ``torch.ao.quantization.quantize_dynamic``), except the
     layers that write or read the latents (the compressor's ``out_proj``, the decompressor's
     ``in_proj``), which stay fp32. Lossy: tokens agree with fp32 at the rate that
     ``benchmarks/inference_speed.py`` measures.
+``int8-dec``
+    ``exact`` on the sending side (encoder, compressor: the tokens are fp32's, bit for bit) and
+    ``int8`` on the receiving side (decompressor, decoder): only the decoded waveform is lossy
+    (its SNR against fp32 is measured by the benchmark). At batch 1 every streaming chunk reads
+    all the weights, so a quarter of the decoder's bytes is what lets a causal codec stream
+    faster than real time on a small CPU with the fp32 bitstream.
 ``bf16``
     ``exact`` with the lobes' weights and activations in bfloat16 (the quantizer and its
     latents stay fp32; outputs come back as fp32). Lossy as ``int8``.
@@ -42,9 +51,9 @@ __all__ = ["MODES", "batch_sig_to_toks", "batch_toks_to_sig", "inference_context
 
 logger = logging.getLogger("speechbrain_codec")
 
-MODES = ("exact", "int8", "bf16")
+MODES = ("exact", "int8", "int8-dec", "bf16")
 #: the CLI's --precision names for the modes
-PRECISIONS = {"fp32": "exact", "int8": "int8", "bf16": "bf16"}
+PRECISIONS = {"fp32": "exact", "int8": "int8", "int8-dec": "int8-dec", "bf16": "bf16"}
 
 
 def _lobes(codec) -> list[nn.Module]:
@@ -62,8 +71,8 @@ def _keep_fp32(codec) -> set[str]:
 
 
 def optimize_for_inference(codec, mode: str = "exact", compile: bool = False):
-    """Prepare ``codec`` (in place) for coding in ``mode`` (``exact``, ``int8`` or ``bf16``; see
-    the module docstring); returns it. Call once, after loading; the codec cannot train after.
+    """Prepare ``codec`` (in place) for coding in ``mode`` (``exact``, ``int8``, ``int8-dec`` or
+    ``bf16``; see the module docstring); returns it. Call once, after loading; the codec cannot train after.
 
     Example
     -------
@@ -91,14 +100,15 @@ def optimize_for_inference(codec, mode: str = "exact", compile: bool = False):
     for module in codec.modules():
         if hasattr(module, "fast") and isinstance(module.fast, bool):
             module.fast = True
-    if mode == "int8":
+    if mode in ("int8", "int8-dec"):
         from torch.ao.quantization import quantize_dynamic
 
         keep = _keep_fp32(codec)
         targets = {name for name, m in codec.named_modules() if type(m) is nn.Linear and name not in keep}
         if "fbgemm" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "fbgemm"
-        for lobe_name in ("encoder", "compressor", "decompressor", "decoder"):
+        lobes = ("decompressor", "decoder") if mode == "int8-dec" else ("encoder", "compressor", "decompressor", "decoder")
+        for lobe_name in lobes:
             lobe = getattr(codec, lobe_name)
             mine = {n[len(lobe_name) + 1:] for n in targets if n.startswith(lobe_name + ".")}
             if mine:

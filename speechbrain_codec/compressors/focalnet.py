@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn import FeedForward, StreamCache, pad_left
+from ..nn import FeedForward, StreamCache, pad_left, stream_conv1d
 
 __all__ = [
     "DynamicTanh",
@@ -125,6 +125,7 @@ class FocalModulation(nn.Module):
         )
         self.act = nn.GELU()
         self.context_proj = nn.Conv1d(dim, dim, kernel_size=1)
+        self.fast = False  # the inference path: streaming chunks by matrix products (stream_conv1d)
         self.out_proj = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
         if use_post_norm:
@@ -142,7 +143,10 @@ class FocalModulation(nn.Module):
         for level, (layer, k) in enumerate(zip(self.layers, self.kernels)):
             if self.causal:
                 context = pad_left(context, k - 1, layer, cache)
-            context = layer(_masked(context, mask_cf))
+            if self.fast and self.causal:
+                context = layer[1](stream_conv1d(layer[0], context))
+            else:
+                context = layer(_masked(context, mask_cf))
             context_all = context_all + context * gates[:, level : level + 1]
         if not self.causal:
             if mask_cf is None:
@@ -153,7 +157,11 @@ class FocalModulation(nn.Module):
             context_all = context_all + context_global * gates[:, self.focal_level :]
         if self.normalize_modulator:
             context_all = context_all / (self.focal_level + 1)
-        out = (query * self.context_proj(context_all)).transpose(1, 2)
+        if self.fast:  # the 1x1 convolution as a matrix product, channels-last
+            proj = self.context_proj
+            out = query.transpose(1, 2) * nn.functional.linear(context_all.transpose(1, 2), proj.weight[..., 0], proj.bias)
+        else:
+            out = (query * self.context_proj(context_all)).transpose(1, 2)
         if self.use_post_norm:
             out = self.norm(out)
         return self.dropout(self.out_proj(out))
@@ -183,6 +191,7 @@ class FocalBlock(nn.Module):
         def norm() -> nn.Module:
             return DynamicTanh(tanhscale_init) if causal else nn.LayerNorm(dim)
 
+        self.fast = False  # the inference path (Codec.optimize_for_inference)
         self.modulation_norm = norm()
         self.modulation = FocalModulation(
             dim, focal_window, focal_level, focal_factor, dropout, use_post_norm, tanhscale_init,
@@ -200,6 +209,8 @@ class FocalBlock(nn.Module):
         self, x: torch.Tensor, cache: StreamCache | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]`` (``mask``: see :class:`FocalModulation`)."""
+        if self.fast:  # channels-last memory for the matrix products (inputs come transposed)
+            x = x.contiguous()
         if self.use_post_norm:
             h = self.modulation_norm(self.modulation(x, cache, mask))
         else:
@@ -244,10 +255,17 @@ class _UpScale(nn.Module):
         super().__init__()
         self.activation = Snake(cin)
         self.upscale = nn.ConvTranspose1d(cin, cout, factor, factor)
+        self.fast = False  # the inference path: one matrix product (Codec.optimize_for_inference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T * factor, C']`` (kernel = stride: each output frame depends on
         one input frame, so the causal model needs no context here)."""
+        if self.fast:  # frame t's `factor` outputs = x_t @ W[:, :, j] for each j, channels-last
+            w = self.upscale.weight  # [C, C', factor]
+            B, T, C = x.shape
+            y = self.activation(x).reshape(B * T, C) @ w.permute(0, 2, 1).reshape(C, -1)  # [B T, factor C']
+            y = y.reshape(B, T * w.shape[2], w.shape[1])
+            return y if self.upscale.bias is None else y + self.upscale.bias
         return self.upscale(self.activation(x).transpose(1, 2)).transpose(1, 2)
 
 

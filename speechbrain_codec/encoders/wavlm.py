@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn import FeedForward, StreamCache, pad_left
+from ..nn import FeedForward, StreamCache, pad_left, stream_conv1d
 from .base import Encoder
 
 __all__ = ["FocalWavLM"]
@@ -76,12 +76,48 @@ class _FeatureExtractor(nn.Module):
         """``x [B, 1, T_wav] -> [B, T, C]``."""
         if self.fast:
             x = x.transpose(1, 2)
+            if not self.layers[0].causal and cache is None:
+                return self._blocked(x)
             for layer in self.layers:
                 x = layer.forward_last(x, cache)
             return x
         for layer in self.layers:
             x = layer(x, cache)
         return x.transpose(1, 2)
+
+
+    #: output frames per block of :meth:`_blocked` (its first layer's block: ~4k frames x 512, 8 MB)
+    block_frames = 64
+
+    def _blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """Non-causal inference path over blocks of ``block_frames`` output frames, each through
+        all layers from the input samples it needs (the convolutions are "valid": a block's
+        frames are the frames of the whole, computed alone, and the receptive field overlaps
+        between blocks are recomputed, ~0.5 % more work). The big intermediates (layer 0: 64
+        frames x 320 / 5 x 512 channels) stay in the cache and under the allocator's mmap
+        threshold, instead of 64-MB tensors page-faulted in on every call."""
+        n_out = x.shape[1]
+        for layer in self.layers:
+            n_out = (max(n_out, layer.kernel_size) - layer.kernel_size) // layer.conv.stride[0] + 1
+        step = self.block_frames
+        if n_out <= step:
+            for layer in self.layers:
+                x = layer.forward_last(x, None)
+            return x
+        out = None
+        for a in range(0, n_out, step):
+            b = min(a + step, n_out)
+            lo, hi = a, b  # frames [lo, hi) of each layer's output, from the last layer back
+            for layer in reversed(self.layers):
+                s = layer.conv.stride[0]
+                lo, hi = lo * s, (hi - 1) * s + layer.kernel_size
+            h = x[:, lo:hi]
+            for layer in self.layers:
+                h = layer.forward_last(h, None)
+            if out is None:
+                out = h.new_empty(x.shape[0], n_out, h.shape[-1])
+            out[:, a:b] = h
+        return out
 
 
 class _PositionalConv(nn.Module):
@@ -92,13 +128,14 @@ class _PositionalConv(nn.Module):
         self.kernel_size, self.causal = kernel_size, causal
         self.conv = nn.Conv1d(dim, dim, kernel_size, padding=0 if causal else kernel_size // 2, groups=groups)
         self.act = nn.GELU()
+        self.fast = False  # the inference path: streaming chunks by matrix products (stream_conv1d)
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``."""
         x = x.transpose(1, 2)
         if self.causal:
             x = pad_left(x, self.kernel_size - 1, self, cache)
-        y = self.conv(x)
+        y = stream_conv1d(self.conv, x) if self.fast and self.causal else self.conv(x)
         if not self.causal and self.kernel_size % 2 == 0:
             y = y[..., :-1]
         return self.act(y).transpose(1, 2)

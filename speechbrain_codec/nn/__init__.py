@@ -2,6 +2,6 @@
 
 from .convnext import ConvNeXtBlock, ConvNeXtStack
 from .feedforward import FeedForward
-from .streaming import StreamCache, pad_left
+from .streaming import StreamCache, pad_left, stream_conv1d
 
-__all__ = ["ConvNeXtBlock", "ConvNeXtStack", "FeedForward", "StreamCache", "pad_left"]
+__all__ = ["ConvNeXtBlock", "ConvNeXtStack", "FeedForward", "StreamCache", "pad_left", "stream_conv1d"]

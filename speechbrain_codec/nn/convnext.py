@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .streaming import StreamCache, pad_left
+from .streaming import StreamCache, pad_left, stream_conv1d
 
 __all__ = ["ConvNeXtBlock", "ConvNeXtStack"]
 
@@ -98,12 +98,13 @@ class ConvNeXtStack(nn.Module):
             for _ in range(num_layers)
         )
         self.output_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fast = False  # the inference path: streaming chunks through stream_conv1d
 
     def forward(self, x: torch.Tensor, cache: StreamCache | None = None) -> torch.Tensor:
         """``x [B, C_in, T] -> [B, T, dim]``."""
         if self.causal:
             x = pad_left(x, self.kernel_size - 1, self, cache, mode="constant")
-        x = self.embedding(x)
+        x = stream_conv1d(self.embedding, x) if self.fast and self.causal else self.embedding(x)
         x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
         for blk in self.layers:
             x = blk(x, cache)

@@ -82,6 +82,26 @@ def test_lossy_modes_agree_above_the_floor(golden, case, mode, speech):
     assert snr > 15, f"{mode}: decoded waveform SNR {snr:.1f} dB against fp32"
 
 
+@pytest.mark.parametrize("case", ["focalcodec_50hz", "focalcodec_50hz_2k_causal"])
+def test_int8_decoder_mode_keeps_the_fp32_tokens(golden, case, speech):
+    """int8-dec: the sending side is the exact mode's (the plain path's tokens, bit for bit, also
+    streamed), the receiving side's Linear layers are int8 (a lossy waveform, close to fp32's)."""
+    plain = _codec(golden, case)
+    fast = copy.deepcopy(plain).optimize_for_inference("int8-dec")
+    assert not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in fast.encoder.modules())
+    assert not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in fast.compressor.modules())
+    assert not any(type(m) is torch.nn.Linear for m in fast.decoder.modules())
+    assert type(fast.decompressor.in_proj) is torch.nn.Linear  # the latents' layer stays fp32
+    ref = plain.sig_to_toks(speech)
+    assert torch.equal(fast.sig_to_toks(speech), ref)
+    if fast.streaming:
+        sig = speech[:, : 25 * fast.chunk_size]
+        assert torch.equal(fast.stream_sig_to_toks(sig), plain.sig_to_toks(sig))
+    wav, rec = plain.toks_to_sig(ref), fast.toks_to_sig(ref)
+    snr = 10 * torch.log10(wav.pow(2).sum() / (wav - rec).pow(2).sum())
+    assert 15 < snr < 200, f"int8-dec: decoded waveform SNR {snr:.1f} dB against fp32 (inf: nothing was quantised)"
+
+
 @pytest.mark.parametrize("mode", ["exact", "int8", "bf16"])
 def test_optimised_streaming_equals_offline(golden, mode, speech):
     """exact: streaming = offline, token for token. int8 quantises activations per call (per
