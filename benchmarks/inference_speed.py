@@ -202,6 +202,8 @@ def main() -> None:
                    "decode_gflops": work["decode_gflop"] / med(s["dec"]), **facts[opt]}
             if base_t:
                 row["offline_time_vs_baseline"] = (med(s["enc"]) + med(s["dec"])) / base_t
+                # the rate that coding in half the baseline's time takes, against the GEMM peak
+                row["half_baseline_needs_gflops"] = (work["encode_gflop"] + work["decode_gflop"]) / (base_t / 2)
             if causal:
                 ss = ssig.shape[-1] / 16000
                 row.update({"stream_encode_rtf": med(s["senc"]) / ss, "stream_decode_rtf": med(s["sdec"]) / ss,
