@@ -11,6 +11,7 @@ Examples
     speechbrain-codec decode sbc_dir/ wav_dir/ --checkpoint exp/codec
     speechbrain-codec decode --manifest test.csv sbc_dir/ wav_dir/ --checkpoint exp/codec --precision int8
     speechbrain-codec encode x.wav x.sbc --checkpoint lucadellalib/focalcodec_12_5hz --precision fp32
+    speechbrain-codec export-onnx onnx_dir/ --checkpoint exp/codec   # + streaming steps for causal codecs
     speechbrain-codec baselines --manifest test.csv --data-root DATA outdir/ codec2_700C opus_6k
     speechbrain-codec evaluate --manifest test.csv --system mine=wav_dir --out results.json
     speechbrain-codec report results.json --out results.md --plots plots/ [--format focalcodec_s]
@@ -678,6 +679,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trust-remote-code", action="store_true", help="as for encode")
     for extra in ("baselines", "evaluate", "report", "listening", "leaderboard"):
         sub.add_parser(extra, help=f"see `speechbrain-codec {extra} --help`", add_help=False)
+    p = sub.add_parser("export-onnx", help="ONNX graphs of a codec (offline, and streaming steps), checked with onnxruntime")
+    p.add_argument("out_dir", help="folder for encoder.onnx, decoder.onnx, stream_*.onnx and onnx.json")
+    p.add_argument("--checkpoint", required=True, help="as for encode")
+    p.add_argument("--no-streaming", action="store_true", help="causal codecs: skip the streaming step graphs")
+    p.add_argument("--no-check", action="store_true", help="do not run the graphs with onnxruntime against PyTorch")
+    p.add_argument("--trust-remote-code", action="store_true", help="as for encode")
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     p = sub.add_parser("info", help="describe .sbc files and/or a checkpoint")
     p.add_argument("files", nargs="*")
     p.add_argument("--checkpoint")
@@ -714,6 +722,20 @@ def main(argv: list[str] | None = None) -> int:
                                                 trust_remote_code=args.trust_remote_code), device)
         if args.command == "fit-entropy":
             return _fit_entropy(codec, args)
+        if args.command == "export-onnx":
+            from .onnx_export import export_onnx
+
+            meta = export_onnx(codec, args.out_dir, streaming=False if args.no_streaming else None,
+                               check=not args.no_check)
+            for name, graph in meta["graphs"].items():
+                print(f"{Path(args.out_dir) / graph['file']}: {', '.join(graph['inputs'][:3])}"
+                      f"{' ...' if len(graph['inputs']) > 3 else ''} -> {', '.join(graph['outputs'][:2])}"
+                      f"{' ...' if len(graph['outputs']) > 2 else ''}")
+            if "check" in meta:
+                print("onnxruntime vs PyTorch: " + "; ".join(
+                    f"{k} " + ", ".join(f"{m} {v:.3g}" for m, v in r.items() if isinstance(v, float))
+                    for k, r in meta["check"].items()))
+            return 0
         encoding = args.command == "encode"
         if args.streaming and not getattr(codec, "streaming", False):
             raise CodecError(f"{args.checkpoint}: --streaming needs a causal codec whose lobes all stream; "

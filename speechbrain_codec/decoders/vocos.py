@@ -8,7 +8,7 @@ from torch import nn
 from ..nn import ConvNeXtStack
 from .base import Decoder
 
-__all__ = ["ISTFTHead", "VocosDecoder", "istft_same"]
+__all__ = ["ISTFTHead", "VocosDecoder", "istft_same", "istft_same_real"]
 
 
 def istft_same(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
@@ -33,6 +33,39 @@ def istft_same(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Te
     return sig / env.clamp(min=1e-11)
 
 
+def istft_same_real(re: torch.Tensor, im: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
+    """:func:`istft_same` of ``re + i im [B, n_fft//2+1, T]`` in real arithmetic only: the
+    inverse real DFT as two matrix products, the overlap-add (and the window envelope) as a
+    transposed convolution with an identity kernel. The same values to float rounding; for
+    exporters without complex numbers or ``fold`` (ONNX).
+
+    Example
+    -------
+    >>> spec = torch.randn(2, 9, 5, dtype=torch.complex64)
+    >>> w = torch.hann_window(16)
+    >>> ref = istft_same(spec, 16, 4, w)
+    >>> torch.allclose(istft_same_real(spec.real, spec.imag, 16, 4, w), ref, atol=1e-5)
+    True
+    """
+    if (n_fft - hop_length) % 2:
+        raise ValueError(f"n_fft - hop_length must be even, got {n_fft} and {hop_length}")
+    pad = (n_fft - hop_length) // 2
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=re.device)
+    n = torch.arange(n_fft, dtype=torch.float64, device=re.device)
+    scale = torch.full_like(k, 2.0 / n_fft)
+    scale[0] = scale[-1] = 1.0 / n_fft  # DC and Nyquist once (n_fft even)
+    angle = 2 * torch.pi * k[:, None] * n[None, :] / n_fft
+    cos = (scale[:, None] * torch.cos(angle)).to(re.dtype)  # [F, n_fft]
+    sin = (scale[:, None] * torch.sin(angle)).to(re.dtype)
+    frames = (cos.T @ re - sin.T @ im) * window[None, :, None]  # [B, n_fft, T]
+    eye = torch.eye(n_fft, dtype=re.dtype, device=re.device)[:, None, :]
+    sig = nn.functional.conv_transpose1d(frames, eye, stride=hop_length)[:, 0]
+    env = nn.functional.conv_transpose1d(window.square()[None, :, None].expand(1, -1, re.shape[-1]), eye,
+                                         stride=hop_length)[0, 0]
+    n_out = sig.shape[-1]
+    return sig[:, pad: n_out - pad] / env[pad: n_out - pad].clamp(min=1e-11)
+
+
 class ISTFTHead(nn.Module):
     """Predicts log-magnitude and phase per frame and inverts them with :func:`istft_same`.
 
@@ -48,6 +81,7 @@ class ISTFTHead(nn.Module):
         self.n_fft, self.hop_length = n_fft, hop_length
         self.proj = nn.Linear(dim, n_fft + 2)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.real_istft = False  # istft_same_real instead of the complex one (ONNX export)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, dim] -> sig [B, T * hop_length]``."""
@@ -58,6 +92,9 @@ class ISTFTHead(nn.Module):
         x = x.transpose(1, 2)
         log_mag, phase = x.chunk(2, dim=1)
         mag = torch.exp(log_mag).clamp(max=1e2)
+        if self.real_istft:
+            mag, phase = mag.float(), phase.float()
+            return istft_same_real(mag * phase.cos(), mag * phase.sin(), self.n_fft, self.hop_length, self.window.float())
         spec = torch.polar(mag.float(), phase.float())
         return istft_same(spec, self.n_fft, self.hop_length, self.window.float())
 
