@@ -10,8 +10,9 @@ streaming steps of a causal codec with their caches as explicit inputs and outpu
 ``decoder.onnx``
     ``toks`` int64 ``[B, N, K]`` -> ``sig`` float32 ``[B, N * output_hop_length]``.
 ``stream_encoder_first.onnx``, ``stream_encoder.onnx`` (causal codecs)
-    The first chunk of a stream (``chunk`` ``[B, chunk_size]``) -> ``toks`` and the state; then
-    each later chunk with the state -> ``toks`` and the next state. The state is the lobes'
+    The first chunk of a stream (``chunk`` ``[B, chunk_size]``; the last chunk of a stream may be
+    shorter, a multiple of ``hop_length``) -> ``toks`` and the state; then each later chunk with
+    the state -> ``toks`` and the next state. The state is the lobes'
     left contexts (the last input frames of every causal convolution, the attention keys and
     values of the last ``window_size - 1`` frames, which grow over the first chunks, and the
     stream position): the tensors named ``state.<i>`` in ``onnx.json``, fed back unchanged.
@@ -20,9 +21,10 @@ streaming steps of a causal codec with their caches as explicit inputs and outpu
 ``stream_decoder_first.onnx``, ``stream_decoder.onnx``
     The same for ``toks [B, chunk_frames, K]`` -> ``sig``.
 ``onnx.json``
-    Rates, hops, chunk sizes, every graph's input and output names, the opset, and the largest
-    differences from PyTorch measured at export on a signal of another length than the one
-    traced (:func:`check_onnx` computes them; ``onnxruntime`` needed).
+    Rates, hops, chunk sizes, every graph's input and output names (and each state tensor's kind
+    and shape after the first chunk), the opset, and the largest differences from PyTorch
+    measured at export on signals of other lengths than the ones traced (:func:`check_onnx`
+    computes them; ``onnxruntime`` needed). :class:`OnnxCodec` runs such a folder.
 
 The graphs are traced from the plain fp32 path (``torch.onnx.export``, TorchScript exporter,
 so no ``onnxscript`` is needed): a codec prepared by ``optimize_for_inference`` is exported from
@@ -55,7 +57,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["check_onnx", "export_onnx"]
+__all__ = ["OnnxCodec", "check_onnx", "export_onnx"]
 
 OPSET = 17
 
@@ -221,8 +223,10 @@ def export_onnx(codec, out_dir: str | Path, streaming: bool | None = None, check
             flat_kinds = [k for kd in kinds for k in (("keys", "values") if kd == "pair" else ("context" if kd == "tensor" else kd,))]
             names = [f"state.{i}" for i in range(len(state))]
             new = [f"new_state.{i}" for i in range(len(state))]
-            dyn_first = {x_name: {0: "batch"}, **{k: {0: "batch"} for k in new}}
-            dyn_step = {x_name: {0: "batch"}, y_name: {0: "batch"}}
+            # the time axis is dynamic too: a stream's last chunk may be shorter (padded to the hop)
+            dyn_first = {x_name: {0: "batch", 1: "length"}, y_name: {0: "batch", 1: "out_length"},
+                         **{k: {0: "batch"} for k in new}}
+            dyn_step = {x_name: {0: "batch", 1: "length"}, y_name: {0: "batch", 1: "out_length"}}
             for i, t in enumerate(state):
                 if t.dim():
                     axes = {0: "batch"}
@@ -250,21 +254,121 @@ def export_onnx(codec, out_dir: str | Path, streaming: bool | None = None, check
     return meta
 
 
-def _session(path: Path):
+def _session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+class OnnxCodec:
+    """The graphs of an :func:`export_onnx` folder run by onnxruntime (CPU), behind the coding
+    API of :class:`~speechbrain_codec.codec.Codec`: ``sig_to_toks`` (zero-pads to the hop as
+    ``Codec.pad``), ``sig_to_lats``, ``toks_to_sig``, ``stream_encoder()`` / ``stream_decoder()``
+    (objects called chunk by chunk; a shorter last chunk, zero-padded to the hop, ends the stream),
+    ``stream_sig_to_toks`` / ``stream_toks_to_sig``, ``batch_sig_to_toks`` / ``batch_toks_to_sig``
+    (one utterance per run). Inputs and outputs are torch tensors on the CPU.
+    """
+
+    def __init__(self, folder: str | Path, threads: int | None = None, meta: dict | None = None) -> None:
+        from .utils import CodecError
+
+        self.folder = Path(folder)
+        try:
+            self.meta = meta or json.loads((self.folder / "onnx.json").read_text())
+        except (OSError, ValueError) as err:
+            raise CodecError(f"{self.folder}: no readable onnx.json ({err}); run export-onnx first") from None
+        self.threads, self._sessions = threads, {}
+        self.sample_rate, self.output_sample_rate = self.meta["sample_rate"], self.meta["output_sample_rate"]
+        self.hop_length, self.output_hop_length = self.meta["hop_length"], self.meta["output_hop_length"]
+        self.streaming = "stream_encoder" in self.meta["graphs"]
+        self.chunk_size = self.meta.get("chunk_size")
+
+    def session(self, graph: str):
+        if graph not in self._sessions:
+            self._sessions[graph] = _session(self.folder / self.meta["graphs"][graph]["file"], self.threads)
+        return self._sessions[graph]
+
+    def pad(self, sig: torch.Tensor) -> torch.Tensor:
+        rem = (-sig.shape[-1]) % self.hop_length
+        return nn.functional.pad(sig, (0, rem)) if rem else sig
+
+    def _encode(self, sig: torch.Tensor):
+        toks, lats = self.session("encoder").run(None, {"sig": self.pad(sig).float().contiguous().numpy()})
+        return torch.from_numpy(toks), torch.from_numpy(lats)
+
+    def sig_to_toks(self, sig: torch.Tensor) -> torch.Tensor:
+        return self._encode(sig)[0]
+
+    def sig_to_lats(self, sig: torch.Tensor) -> torch.Tensor:
+        return self._encode(sig)[1]
+
+    def toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
+        (sig,) = self.session("decoder").run(None, {"toks": toks.long().contiguous().numpy()})
+        return torch.from_numpy(sig)
+
+    def stream_encoder(self) -> "_OnnxStream":
+        return _OnnxStream(self, "encoder")
+
+    def stream_decoder(self) -> "_OnnxStream":
+        return _OnnxStream(self, "decoder")
+
+    def stream_sig_to_toks(self, sig: torch.Tensor) -> torch.Tensor:
+        enc = self.stream_encoder()
+        return torch.cat([enc(c) for c in sig.split(self.chunk_size, dim=-1)], dim=1)
+
+    def stream_toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
+        dec = self.stream_decoder()
+        return torch.cat([dec(t) for t in toks.split(self.meta["chunk_frames"], dim=1)], dim=-1)
+
+    def batch_sig_to_toks(self, sigs: list[torch.Tensor], batch_size: int = 1, progress=None) -> list[torch.Tensor]:
+        return [self.sig_to_toks(s[None])[0] for s in sigs]
+
+    def batch_toks_to_sig(self, toks: list[torch.Tensor], batch_size: int = 1, progress=None) -> list[torch.Tensor]:
+        return [self.toks_to_sig(t[None])[0] for t in toks]
+
+
+class _OnnxStream:
+    def __init__(self, codec: OnnxCodec, side: str) -> None:
+        from .utils import CodecError
+
+        if not codec.streaming:
+            raise CodecError(f"{codec.folder}: no streaming graphs (export a causal codec without --no-streaming)")
+        self.codec, self.side, self.state, self.done = codec, side, None, False
+        graph = codec.meta["graphs"][f"stream_{side}"]
+        self.x_name, self.names = graph["inputs"][0], graph["inputs"][1:]
+        self.size = codec.chunk_size if side == "encoder" else codec.meta["chunk_frames"]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from .utils import CodecError
+
+        if self.done:
+            raise CodecError("onnx stream: a chunk shorter than the chunk size ended the stream")
+        n = x.shape[-1] if self.side == "encoder" else x.shape[1]
+        if n != self.size:
+            if n > self.size or n == 0:
+                raise CodecError(f"onnx stream: chunks of {self.size} {'samples' if self.side == 'encoder' else 'frames'}, got {n}")
+            self.done = True  # a shorter last chunk, as Codec.stream_encoder / stream_decoder take it
+            if self.side == "encoder":
+                x = self.codec.pad(x)
+        feed = {self.x_name: (x.float() if self.side == "encoder" else x.long()).contiguous().numpy()}
+        if self.state is None:
+            y, *self.state = self.codec.session(f"stream_{self.side}_first").run(None, feed)
+        else:
+            y, *self.state = self.codec.session(f"stream_{self.side}").run(None, {**feed, **dict(zip(self.names, self.state))})
+        return torch.from_numpy(y)
+
+
 def check_onnx(codec, folder: str | Path, meta: dict | None = None, seconds: float = 1.7, seed: int = 1) -> dict:
-    """Run the exported graphs in ``folder`` with onnxruntime and compare with ``codec``'s
-    PyTorch plain path on ``seconds`` of noise-like speech of another length than the traced
+    """Run the exported graphs in ``folder`` with onnxruntime (:class:`OnnxCodec`) and compare
+    with ``codec``'s PyTorch plain path on ``seconds`` of noise of another length than the traced
     one (batch of 2 offline): token agreement, the largest latent and waveform differences, and
     for the stream graphs the same over a whole stream."""
     folder = Path(folder)
-    meta = meta or json.loads((folder / "onnx.json").read_text())
+    ort_codec = OnnxCodec(folder, meta=meta)
     plain = _plain_copy(codec, for_export=False)
     hop = plain.hop_length
     g = torch.Generator().manual_seed(seed)
@@ -274,34 +378,20 @@ def check_onnx(codec, folder: str | Path, meta: dict | None = None, seconds: flo
         ref_toks = plain.sig_to_toks(sig)
         ref_lats = plain.sig_to_lats(sig)
         ref_sig = plain.toks_to_sig(ref_toks)
-    report = {}
-    toks, lats = _session(folder / "encoder.onnx").run(None, {"sig": sig.numpy()})
-    toks, lats = torch.from_numpy(toks), torch.from_numpy(lats)
-    report["encoder"] = {"samples": n, "batch": 2, "token_agreement": (toks == ref_toks).float().mean().item(),
-                         "lats_max_abs_diff": (lats - ref_lats).abs().max().item()}
-    (wav,) = _session(folder / "decoder.onnx").run(None, {"toks": ref_toks.numpy()})
-    report["decoder"] = {"frames": ref_toks.shape[1], "sig_max_abs_diff": (torch.from_numpy(wav) - ref_sig).abs().max().item()}
-    if "stream_encoder" in meta["graphs"]:
-        chunk, frames = meta["chunk_size"], meta["chunk_frames"]
-        m = max(3, -(-n // chunk)) * chunk
-        ssig = torch.randn(1, m, generator=g) * 0.1
+    toks, lats = ort_codec._encode(sig)
+    report = {"encoder": {"samples": n, "batch": 2, "token_agreement": (toks == ref_toks).float().mean().item(),
+                          "lats_max_abs_diff": (lats - ref_lats).abs().max().item()},
+              "decoder": {"frames": ref_toks.shape[1],
+                          "sig_max_abs_diff": (ort_codec.toks_to_sig(ref_toks) - ref_sig).abs().max().item()}}
+    if ort_codec.streaming:
+        chunk = ort_codec.chunk_size
+        # whole chunks and a last one of 1.5 hops (padded to 2, a shorter step)
+        ssig = torch.randn(1, max(3, -(-n // chunk)) * chunk + 3 * hop // 2, generator=g) * 0.1
         with torch.no_grad():
             s_ref = plain.stream_sig_to_toks(ssig)
             s_wav = plain.stream_toks_to_sig(s_ref)
-        for side, xs, ref in (("encoder", ssig.split(chunk, -1), s_ref), ("decoder", s_ref.split(frames, 1), s_wav)):
-            first, step = _session(folder / f"stream_{side}_first.onnx"), _session(folder / f"stream_{side}.onnx")
-            in_name = meta["graphs"][f"stream_{side}"]["inputs"][0]
-            names = meta["graphs"][f"stream_{side}"]["inputs"][1:]
-            ys, state = [], None
-            for x in xs:
-                if state is None:
-                    y, *state = first.run(None, {in_name: x.numpy()})
-                else:
-                    y, *state = step.run(None, {in_name: x.numpy(), **dict(zip(names, state))})
-                ys.append(torch.from_numpy(y))
-            got = torch.cat(ys, -1 if side == "decoder" else 1)
-            if side == "encoder":
-                report["stream_encoder"] = {"chunks": len(xs), "token_agreement": (got == ref).float().mean().item()}
-            else:
-                report["stream_decoder"] = {"chunks": len(xs), "sig_max_abs_diff": (got - ref).abs().max().item()}
+        report["stream_encoder"] = {"chunks": -(-ssig.shape[-1] // chunk),
+                                    "token_agreement": (ort_codec.stream_sig_to_toks(ssig) == s_ref).float().mean().item()}
+        report["stream_decoder"] = {"chunks": -(-ssig.shape[-1] // chunk),
+                                    "sig_max_abs_diff": (ort_codec.stream_toks_to_sig(s_ref) - s_wav).abs().max().item()}
     return report

@@ -122,3 +122,26 @@ def test_cli_export_onnx(golden, tmp_path, capsys):
                  "--no-check"]) == 0
     assert not (tmp_path / "o2" / "stream_encoder.onnx").exists()
     assert "check" not in json.loads((tmp_path / "o2" / "onnx.json").read_text())
+
+
+def test_onnx_codec_runs_a_folder_like_a_codec(golden, tmp_path):
+    """OnnxCodec: the coding API over an exported folder (padding, a short last stream chunk,
+    one-line errors)."""
+    from speechbrain_codec.onnx_export import OnnxCodec
+
+    codec = load_focalcodec(str(golden / "focalcodec_50hz_2k_causal"))
+    export_onnx(codec, tmp_path, check=False)
+    ort_codec = OnnxCodec(tmp_path, threads=1)
+    sig = torch.randn(1, 3 * codec.chunk_size + 500) * 0.1  # not a multiple of the hop or the chunk
+    toks = codec.sig_to_toks(sig)
+    assert torch.equal(ort_codec.sig_to_toks(sig), toks)
+    assert torch.equal(ort_codec.stream_sig_to_toks(sig), codec.stream_sig_to_toks(sig))
+    wav = ort_codec.stream_toks_to_sig(toks)
+    assert wav.shape == codec.stream_toks_to_sig(toks).shape
+    torch.testing.assert_close(wav, codec.stream_toks_to_sig(toks), atol=ATOL, rtol=0)
+    enc = ort_codec.stream_encoder()
+    enc(sig[:, :100])
+    with pytest.raises(CodecError, match="ended the stream"):
+        enc(sig[:, : codec.chunk_size])
+    with pytest.raises(CodecError, match="run export-onnx first"):
+        OnnxCodec(tmp_path / "missing")
