@@ -8,7 +8,8 @@ offline (hub downloads fail here), so the stacks get PyTorch's default random in
 
 Options (rows): ``baseline`` = the plain eager fp32 path as it is today (``Codec.sig_to_toks`` /
 ``toks_to_sig`` / ``stream_*``), then ``Codec.optimize_for_inference`` modes ``exact`` (fp32),
-``int8``, ``int8-dec`` (exact encoder side, int8 decoder side) and ``bf16``. Per option: offline encode / decode RTF on ``--seconds`` of speech, and
+``int8``, ``int8-dec`` (exact encoder side, int8 decoder side) and ``bf16``, and ``onnxruntime``
+(the fp32 graphs of ``export_onnx`` run by ``OnnxCodec``, one utterance per run). Per option: offline encode / decode RTF on ``--seconds`` of speech, and
 for the causal model streaming encode / decode RTF (80-ms chunks) with the per-chunk compute
 latency (median and 95th percentile), peak resident memory during the call, batched throughput
 (``--batch`` clips of different lengths through ``Codec.batch_sig_to_toks`` + ``batch_toks_to_sig``,
@@ -33,7 +34,9 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,11 +45,12 @@ import torch
 
 from speechbrain_codec.dataio import load_audio
 from speechbrain_codec.focalcodec import PUBLISHED, build_focalcodec
+from speechbrain_codec.onnx_export import OnnxCodec, export_onnx
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "en" / "librispeech_clean_misc"
 CLIP = DATA / "audio" / "2412-153948-0000.flac"
 SYSTEMS = ["focalcodec_50hz", "focalcodec_12_5hz", "focalcodec_50hz_2k_causal"]
-OPTIONS = ["baseline", "exact", "int8", "int8-dec", "bf16"]
+OPTIONS = ["baseline", "exact", "int8", "int8-dec", "bf16", "onnxruntime"]
 
 
 def _rss() -> int:
@@ -145,8 +149,14 @@ def main() -> None:
     for name in args.systems:
         torch.manual_seed(0)
         base = build_focalcodec(PUBLISHED[name]).eval()
-        codecs = {opt: base if opt == "baseline" else copy.deepcopy(base).optimize_for_inference(opt)
-                  for opt in args.options}
+        codecs = {}
+        for opt in args.options:
+            if opt == "onnxruntime":
+                onnx_dir = tempfile.mkdtemp(prefix="sbc-onnx-")
+                export_onnx(base, onnx_dir, check=False)
+                codecs[opt] = OnnxCodec(onnx_dir, threads=args.threads)
+            else:
+                codecs[opt] = base if opt == "baseline" else copy.deepcopy(base).optimize_for_inference(opt)
         causal = base.streaming
         with torch.no_grad():
             ref_toks = base.sig_to_toks(sig)
@@ -219,6 +229,8 @@ def main() -> None:
                   + (f" stream {row['stream_rtf']:.3f} ({row['chunk_ms_median']:.0f} ms/chunk)" if causal else ""),
                   flush=True)
         del codecs, base
+        if "onnxruntime" in args.options:
+            shutil.rmtree(onnx_dir, ignore_errors=True)
     result = {
         "date_utc": f"{started:%Y-%m-%d %H:%M}", "finished_utc": f"{datetime.datetime.now(datetime.timezone.utc):%H:%M}",
         "device": "cpu", "cpu": platform.processor() or platform.machine(), "threads": args.threads,
