@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn import FeedForward, StreamCache, pad_left, stream_conv1d
+from ..nn import FeedForward, StreamCache, pad_left
 
 __all__ = [
     "DynamicTanh",
@@ -125,7 +125,7 @@ class FocalModulation(nn.Module):
         )
         self.act = nn.GELU()
         self.context_proj = nn.Conv1d(dim, dim, kernel_size=1)
-        self.fast = False  # the inference path: streaming chunks by matrix products (stream_conv1d)
+        self.fast = False  # the inference path: the 1x1 convolution as a matrix product
         self.out_proj = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
         if use_post_norm:
@@ -143,10 +143,7 @@ class FocalModulation(nn.Module):
         for level, (layer, k) in enumerate(zip(self.layers, self.kernels)):
             if self.causal:
                 context = pad_left(context, k - 1, layer, cache)
-            if self.fast and self.causal:
-                context = layer[1](stream_conv1d(layer[0], context))
-            else:
-                context = layer(_masked(context, mask_cf))
+            context = layer(_masked(context, mask_cf))
             context_all = context_all + context * gates[:, level : level + 1]
         if not self.causal:
             if mask_cf is None:

@@ -85,7 +85,6 @@ class _FeatureExtractor(nn.Module):
             x = layer(x, cache)
         return x.transpose(1, 2)
 
-
     #: output frames per block of :meth:`_blocked` (its first layer's block: ~4k frames x 512, 8 MB)
     block_frames = 64
 
@@ -94,8 +93,8 @@ class _FeatureExtractor(nn.Module):
         all layers from the input samples it needs (the convolutions are "valid": a block's
         frames are the frames of the whole, computed alone, and the receptive field overlaps
         between blocks are recomputed, ~0.5 % more work). The big intermediates (layer 0: 64
-        frames x 320 / 5 x 512 channels) stay in the cache and under the allocator's mmap
-        threshold, instead of 64-MB tensors page-faulted in on every call."""
+        frames x 320 / 5 x 512 channels, 8 MB) stay in the cache, where the whole-signal path
+        streams 64-MB tensors (10 s) through memory at every layer and activation."""
         n_out = x.shape[1]
         for layer in self.layers:
             n_out = (max(n_out, layer.kernel_size) - layer.kernel_size) // layer.conv.stride[0] + 1
