@@ -138,3 +138,30 @@ def test_device_placement_and_refusals(golden, speech):
     if torch.cuda.is_available():  # not in CI: the same path on a GPU
         gpu = _codec(golden, "focalcodec_50hz").to("cuda").optimize_for_inference("exact")
         assert gpu.sig_to_toks(speech.cuda()).device.type == "cuda"
+
+
+def test_cli_precision_modes(golden, speech, tmp_path):
+    """`encode/decode --precision`: fp32 and int8-dec write the plain path's .sbc byte for byte
+    (the same tokens), int8 may differ; int8-dec decodes close to the plain waveform."""
+    import soundfile as sf
+
+    from speechbrain_codec.cli import main
+
+    wav = tmp_path / "x.wav"
+    sf.write(wav, speech[0].numpy(), 16000)
+    ckpt = str(golden / "focalcodec_50hz_2k_causal")
+    assert main(["encode", str(wav), str(tmp_path / "plain.sbc"), "--checkpoint", ckpt]) == 0
+    for prec in ("fp32", "int8-dec", "int8"):
+        assert main(["encode", str(wav), str(tmp_path / f"{prec}.sbc"), "--checkpoint", ckpt, "--precision", prec]) == 0
+    plain = (tmp_path / "plain.sbc").read_bytes()
+    assert (tmp_path / "fp32.sbc").read_bytes() == plain
+    assert (tmp_path / "int8-dec.sbc").read_bytes() == plain
+    assert len((tmp_path / "int8.sbc").read_bytes()) == len(plain)
+    assert main(["decode", str(tmp_path / "plain.sbc"), str(tmp_path / "plain.wav"), "--checkpoint", ckpt]) == 0
+    assert main(["decode", str(tmp_path / "plain.sbc"), str(tmp_path / "q.wav"), "--checkpoint", ckpt,
+                 "--precision", "int8-dec"]) == 0
+    ref, _ = sf.read(tmp_path / "plain.wav")
+    rec, _ = sf.read(tmp_path / "q.wav")
+    ref, rec = torch.from_numpy(ref), torch.from_numpy(rec)
+    assert ref.shape == rec.shape and not torch.equal(ref, rec)  # the decoder really ran in int8
+    assert 10 * torch.log10(ref.pow(2).sum() / (ref - rec).pow(2).sum()) > 15
