@@ -47,7 +47,12 @@ frozen HuBERT, YAAPT), which gives the same result when the cache was extracted 
 encoder.
 
 **Training crops.** Each training example is a crop of ``segment_seconds`` (shorter clips are
-zero-padded), ``train_repeats`` crops per clip and epoch; validation uses whole clips.
+zero-padded), ``train_repeats`` crops per clip and epoch; validation uses whole clips. ``crop_hop``
+(samples, default 1: any start) makes every crop start a multiple of it, e.g. 320 to cut on the
+frames of a 320-sample feature hop (SIREN, siren.md §1.3: the audio slice starts at
+``start_frame x 320``), so the crop and the cached features cut to it cover the same samples.
+(Crops of cached features as the codec input start on a frame anyway; fixed chunks and long
+segments are not cropped.)
 
 **Long segments instead of crops** (``concat_seconds``, the LM-loss study's "bs1"): each training
 item is a run of consecutive utterances of one ``concat_group`` (a manifest column or
@@ -170,26 +175,45 @@ def _seeded_start(seed: int, epoch: int, uid: str, span: int) -> int:
     return int(torch.randint(0, span + 1, (), generator=gen))
 
 
-def crop(x: torch.Tensor, length: int, seed: int, epoch: int, uid: str) -> tuple[torch.Tensor, int]:
-    """A seeded crop of ``length`` along the first axis (zero-padded when shorter) and its start."""
+def crop(x: torch.Tensor, length: int, seed: int, epoch: int, uid: str, hop: int = 1) -> tuple[torch.Tensor, int]:
+    """A seeded crop of ``length`` along the first axis (zero-padded when shorter) and its start:
+    a multiple of ``hop``, drawn uniformly from those that leave a whole crop (``hop`` 1: any
+    start, the same draws as before ``crop_hop`` existed). A clip shorter than ``length`` + ``hop``
+    starts at 0.
+
+    Example
+    -------
+    >>> piece, start = crop(torch.arange(2000), 640, seed=1, epoch=0, uid="a", hop=320)
+    >>> start % 320, piece.shape[0], bool((piece == torch.arange(start, start + 640)).all())
+    (0, 640, True)
+    """
     if x.shape[0] <= length:
         pad = [0, 0] * (x.dim() - 1) + [0, length - x.shape[0]]
         return torch.nn.functional.pad(x, pad), 0
-    start = _seeded_start(seed, epoch, uid, x.shape[0] - length)
+    start = hop * _seeded_start(seed, epoch, uid, (x.shape[0] - length) // hop)
     return x[start : start + length], start
 
 
-def crop_pipeline(sample_rate: int, segment_samples: int, cache: bool, seed: int, sampler):
+def crop_hop(hparams: dict) -> int:
+    """``crop_hop`` of the hparams (samples; crops start at its multiples), 1 when absent."""
+    hop = hparams.get("crop_hop", 1)
+    if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
+        raise CodecError(f"crop_hop: {hop!r}: a whole number of samples >= 1 (crops start at its multiples; "
+                         "1: anywhere, 320: on HuBERT / WavLM frames)")
+    return hop
+
+
+def crop_pipeline(sample_rate: int, segment_samples: int, cache: bool, seed: int, sampler, hop: int = 1):
     """``(id, wav) -> sig, crop_start``: the whole clip (loaded and cached by the library's
-    pipeline), then a crop whose start (in samples) is drawn from ``(seed, epoch, id)`` alone
-    (``sampler.epoch``), so it does not depend on which process or data-loader worker loads the
-    example, nor in which order."""
+    pipeline), then a crop whose start (in samples, a multiple of ``hop``) is drawn from
+    ``(seed, epoch, id)`` alone (``sampler.epoch``), so it does not depend on which process or
+    data-loader worker loads the example, nor in which order."""
     load = segment_pipeline(sample_rate, None, cache)
 
     @sb.utils.data_pipeline.takes("id", "wav")
     @sb.utils.data_pipeline.provides("sig", "crop_start")
     def pipeline(uid: str, wav: str):
-        sig, start = crop(load(wav), segment_samples, seed, sampler.epoch, uid)
+        sig, start = crop(load(wav), segment_samples, seed, sampler.epoch, uid, hop)
         yield sig
         yield start
 
@@ -620,7 +644,8 @@ def dataio_prepare(hparams: dict):
             (train if split == "train" else valid).add_dynamic_item(label_pipeline(cache))
     else:
         if codec_input == "sig":
-            train.add_dynamic_item(crop_pipeline(sr, segment, hparams["cache_audio"], hparams["seed"], sampler))
+            train.add_dynamic_item(crop_pipeline(sr, segment, hparams["cache_audio"], hparams["seed"], sampler,
+                                                 crop_hop(hparams)))
             valid.add_dynamic_item(segment_pipeline(sr, None, hparams["cache_audio"]))
             whole.add_dynamic_item(segment_pipeline(sr, None, False))
             valid.add_dynamic_item(_whole_clip)
