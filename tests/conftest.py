@@ -7,6 +7,7 @@ Tests that need ``../shared`` (golden files, larger data) skip with a reason whe
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ def shared_dir() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return SHARED
+
+
+def recipe_env(threads: int = 2) -> dict:
+    """The environment a recipe's run.sh runs in under the tests: this interpreter's bin folder
+    first on PATH (``python``, ``speechbrain-codec``), ``threads`` OpenMP threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
 
 @pytest.fixture(scope="session")

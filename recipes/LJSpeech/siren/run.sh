@@ -12,7 +12,9 @@
 #   bash run.sh --corpus ... --stage 4 --device cuda                 # encode / decode / evaluate again
 #   bash run.sh --corpus FIXTURE --debug true                        # tiny random models, seconds (CI)
 #
-# Stages: 1 prepare (the dataset's splits, 16 kHz copies, train/val clips of 1-15 s) -> 2 cache
+# Stages: 1 prepare (LJSpeech: its train / val / test splits; LibriTTS: train-clean-100, every 20th
+# item of it (index % 20 == 0) for validation as the reference's download_data.py, test-clean for the
+# test; 16 kHz copies; train/val clips of 1-15 s) -> 2 cache
 # HuBERT-base hidden state 9 of train + val -> 3 train (the generic trainer, GAN brain) -> 4 encode
 # the test split (.sbc: semantic + prosody frames + the speaker code) -> 5 decode -> 6 evaluate (per
 # ASR in --asrs: WER and dWER; speaker similarity with --spk_model; DNSMOS; UTMOS with --utmos;
@@ -85,24 +87,32 @@ system=siren_${config}$( [ "$bitnet" = true ] && echo _bitnet || true )
 
 # ---------------------------------------------------------------- 1. prepare
 k_prepare=$(stage_key prepare "$dataset" "$corpus" "$(hash_files "$root/recipes/LJSpeech/ljspeech_prepare.py" "$root/recipes/LibriTTS/libritts_prepare.py")")
+[ "$dataset" = libritts ] && k_prepare=$(stage_key "$k_prepare" "val: train-clean-100 index % 20 == 0")
 if run_stage $s_prepare "prepare $dataset (splits, 16 kHz copies, 1-15 s train / val clips)"; then
   if ! stage_done $s_prepare "$data/.done" "$k_prepare"; then
     if [ "$dataset" = ljspeech ]; then
       python "$root/recipes/LJSpeech/ljspeech_prepare.py" --data_folder "$corpus" --save_folder "$exp/data_orig"
       splits=(train:train val:val test:test)
     else
-      python "$root/recipes/LibriTTS/libritts_prepare.py" --data_folder "$corpus" --save_folder "$exp/data_orig"
-      splits=(train-clean-100:train dev-clean:val test-clean:test)
+      python "$root/recipes/LibriTTS/libritts_prepare.py" --data_folder "$corpus" --save_folder "$exp/data_orig" \
+        --splits train-clean-100 test-clean
+      splits=(train-clean-100:train test-clean:test)  # validation: carved out of train below
     fi
     for pair in "${splits[@]}"; do
       python -m speechbrain_codec.bin.resample_corpus --manifest "$exp/data_orig/${pair%%:*}.csv" --data-root "$corpus" \
         --out-folder "$wavs" --out-manifest "$data/${pair#*:}.csv" --sample-rate 16000
     done
-    python - "$data" <<'PY'
-# siren.md §1.1: train and validation clips of 1.0-15.0 s; all.csv = train + val (the cache's list)
+    python - "$data" "$dataset" <<'PY'
+# siren.md §1.1: LibriTTS validation = every 20th train-clean-100 item (index % 20 == 0, in ID order;
+# download_data.py), the rest trains; then train and validation clips of 1.0-15.0 s; all.csv = train
+# + val (the cache's list)
 import sys
 from speechbrain_codec.dataio import read_manifest, write_manifest
-folder = sys.argv[1]
+folder, dataset = sys.argv[1], sys.argv[2]
+if dataset == "libritts":
+    items = [{"ID": k, **v} for k, v in read_manifest(f"{folder}/train.csv").items()]
+    write_manifest(f"{folder}/val.csv", items[::20])
+    write_manifest(f"{folder}/train.csv", [r for i, r in enumerate(items) if i % 20])
 rows = []
 for split in ("train", "val"):
     kept = {k: v for k, v in read_manifest(f"{folder}/{split}.csv").items() if 1.0 <= float(v["duration"]) <= 15.0}
