@@ -11,11 +11,13 @@ original's error rate against the ground truth (FocalCodec-S's dCER); ``wer_medi
 ``cer_median``, the median of per-utterance rates (DP-SLM's statistic).
 
 Every system is scored on the same utterances, the manifest's. A problem with one utterance
-(missing or silent file, a metric that fails) is recorded for that utterance, the rest of the
+(missing or silent file, the ASR failing) is recorded for that utterance, the rest of the
 evaluation completes, and the utterance stays in every average with the metric's worst value
 (:data:`WORST`: an empty transcript, i.e. WER 100 % of its words; STOI 0; PESQ / MOS 1; speaker
 cosine -1); a metric without a finite worst value (WARP-Q raw, F0 RMSE) or without a value on
-some utterances lists the count under ``incomplete``. Each mean comes with a seeded percentile
+some utterances lists the count under ``incomplete``. A metric that fails on one clip costs only
+that metric there (its worst value; ``metric_failures`` lists it by metric), not the clip's other
+metrics. Each mean comes with a seeded percentile
 bootstrap 95 % interval over utterances (``ci95``), and ``paired`` compares systems utterance
 by utterance (paired bootstrap and Wilcoxon signed-rank, :mod:`speechbrain_codec.metrics.stats`).
 Several ASRs can score one run (``--asr`` repeated: the first fills ``wer`` / ``dwer`` ...,
@@ -69,7 +71,8 @@ FAILURE_POLICY = ("every system is scored on the manifest's utterances; a failed
                   "the metric's worst value (empty transcript: WER 100 % of its words; STOI/ESTOI 0; PESQ, DNSMOS, "
                   "PLCMOS, UTMOS 1; speaker cosine -1; voicing error 1; WARP-Q normalised 0); metrics with no "
                   "finite worst value (WARP-Q raw, F0 RMSE) average what was scored and list the rest under "
-                  "'incomplete'")
+                  "'incomplete'; a metric that fails on one clip gets its worst value there (listed under "
+                  "'metric_failures') and the clip's other metrics count")
 CONFIDENCE = ("ci95: percentile bootstrap 95 % interval over utterances (1000 resamples, seed 0; corpus-level rates "
               "resampled as ratios of summed errors / words)")
 PAIRED = ("paired: each pair of systems on the same utterances; paired bootstrap (1000 resamples, seed 0) 95 % "
@@ -180,47 +183,53 @@ def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
         raise CodecError("decoded audio is silent")
     out: dict = {}
     r, d, out["delay"] = align_delay(ref, deg, SAMPLE_RATE)
-    if "pesq" in metrics:
-        out["pesq"] = pesq_score(r, d, SAMPLE_RATE, "wb")
-    if "pesq_nb" in metrics:
+    def run(metric: str, fn) -> None:
+        """``fn()`` (it fills ``out``); a metric package raising on this clip costs only this
+        metric (its worst value in the averages, listed under ``metric_failures``)."""
+        if metric not in metrics:
+            return
+        try:
+            fn()
+        except Exception as err:  # not _JobTimeout (a BaseException): a hang still ends the utterance
+            out.setdefault("metric_errors", {})[metric] = f"{type(err).__name__}: {str(err).strip()}"
+
+    def pesq_nb():
         import torch
 
         from .dataio import resample
 
         r8, d8 = (resample(torch.as_tensor(x, dtype=torch.float32), SAMPLE_RATE, 8000).numpy() for x in (r, d))
         out["pesq_nb"] = pesq_score(r8, d8, 8000, "nb")
-    if "stoi" in metrics:
-        out["stoi"] = stoi_score(r, d, SAMPLE_RATE)
-    if "estoi" in metrics:
-        out["estoi"] = stoi_score(r, d, SAMPLE_RATE, extended=True)
-    if "warpq" in metrics:
-        from .metrics.quality import warpq_score
 
-        out.update(warpq_score(r, d, SAMPLE_RATE))
-    if "f0" in metrics:
-        from .metrics.quality import f0_metrics
-
-        out.update(f0_metrics(r, d, SAMPLE_RATE))
-    if "spk" in metrics:
+    def spk():
         if "spk" not in _STATE:
             from .metrics.speaker import SpeakerSimilarity
 
             _STATE["spk"] = SpeakerSimilarity(_STATE["spk_model"], _STATE.get("device", "cpu"))
         out["spk_sim"] = _STATE["spk"](r, d, SAMPLE_RATE)
-    if "dnsmos" in metrics:
-        from .metrics.quality import dnsmos
 
-        out.update(dnsmos(deg, SAMPLE_RATE))
-    if "plcmos" in metrics:
-        from .metrics.quality import plcmos
-
-        out.update(plcmos(deg, SAMPLE_RATE))
-    if "utmos" in metrics:
+    def utmos():
         if "utmos" not in _STATE:
             from .metrics.quality import UTMOS
 
             _STATE["utmos"] = UTMOS(_STATE["utmos_path"], _STATE.get("device", "cpu"))
         out.update(_STATE["utmos"](deg, SAMPLE_RATE))
+
+    def quality(name: str, *args):
+        from .metrics import quality as q
+
+        out.update(getattr(q, name)(*args))
+
+    run("pesq", lambda: out.update(pesq=pesq_score(r, d, SAMPLE_RATE, "wb")))
+    run("pesq_nb", pesq_nb)
+    run("stoi", lambda: out.update(stoi=stoi_score(r, d, SAMPLE_RATE)))
+    run("estoi", lambda: out.update(estoi=stoi_score(r, d, SAMPLE_RATE, extended=True)))
+    run("warpq", lambda: quality("warpq_score", r, d, SAMPLE_RATE))
+    run("f0", lambda: quality("f0_metrics", r, d, SAMPLE_RATE))
+    run("spk", spk)
+    run("dnsmos", lambda: quality("dnsmos", deg, SAMPLE_RATE))
+    run("plcmos", lambda: quality("plcmos", deg, SAMPLE_RATE))
+    run("utmos", utmos)
     hyps = {}
     for spec, label, model in _asrs():
         if lang in ASR_LANGS[spec.split(":")[0]]:
@@ -372,6 +381,18 @@ def _intel(per_utt: dict, rows: dict, ref_hyps: dict, label: str | None, primary
     return out, vectors
 
 
+#: summary key -> the metric that produces it
+KEY_METRIC = {k: m for m, keys in METRIC_KEYS.items() for k in keys}
+
+
+def _value(u: dict, key: str):
+    """One utterance's value of ``key`` for the averages: the metric's worst value where the
+    utterance failed or that metric failed on it, else its value (None when absent)."""
+    if "error" in u or KEY_METRIC.get(key) in u.get("metric_errors", {}):
+        return WORST.get(key)
+    return u.get(key)
+
+
 def _summary(per_utt: dict, rows: dict, ref_hyps: dict, metrics: tuple[str, ...] | None = None,
              asr: str | None = None, normaliser: str = "whisper", n_boot: int = 1000) -> dict:
     """One system's summary over all of its utterances (failed ones at the worst value)."""
@@ -381,6 +402,12 @@ def _summary(per_utt: dict, rows: dict, ref_hyps: dict, metrics: tuple[str, ...]
     summary: dict = {"utterances": len(per_utt), "scored": len(per_utt) - len(failed), "failed": len(failed)}
     if failed:
         summary["failures"] = failed
+    metric_failed: dict = {}
+    for uid, u in per_utt.items():
+        for metric, err in u.get("metric_errors", {}).items():
+            metric_failed.setdefault(metric, {})[uid] = err
+    if metric_failed:
+        summary["metric_failures"] = metric_failed
     keys = {k for u in per_utt.values() if "error" not in u for k, v in u.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "delay"
             and k not in ("wer", "cer", "dwer", "dcer")}
@@ -388,7 +415,7 @@ def _summary(per_utt: dict, rows: dict, ref_hyps: dict, metrics: tuple[str, ...]
         keys |= {k for m in metrics for k in METRIC_KEYS.get(m, ())}
     incomplete, ci = {}, {}
     for key in sorted(keys):
-        values = [u.get(key) if "error" not in u else WORST.get(key) for u in per_utt.values()]
+        values = [_value(u, key) for u in per_utt.values()]
         present = [v for v in values if v is not None]
         summary[key] = float(np.mean(present)) if present else None
         ci[key] = bootstrap_ci(present, n_boot=n_boot)
@@ -434,7 +461,7 @@ def _vectors(per_utt: dict, rows: dict, ref_hyps: dict, original: dict, metrics,
     keys = {k for m in metrics for k in METRIC_KEYS.get(m, ())}
     for key in sorted(keys):
         out["pesq_wb" if key == "pesq" else key] = (
-            "mean", [u.get(key) if "error" not in u else WORST.get(key) for u in per_utt.values()])
+            "mean", [_value(u, key) for u in per_utt.values()])
     for i, (spec, label) in enumerate(zip(specs, labels)):
         suffix = "" if i == 0 else f" [{label}]"
 

@@ -61,3 +61,36 @@ def test_the_run_completes_and_lists_each_failure(setup):
     assert "worker process died" in f[IDS[2]]
     assert "timed out after 3 s" in f[IDS[3]]
     assert IDS[0] not in res["systems"]["original"]["summary"]["failures"]  # the same clips fail as the original row
+
+
+def test_a_metric_failing_on_one_clip_costs_only_that_metric(tmp_path, monkeypatch):
+    """STOI raising on one clip: that clip keeps its PESQ, gets STOI's worst value (0) in the
+    mean, and the failure is listed under metric_failures (not as a failed utterance)."""
+    import speechbrain_codec.metrics as metrics
+
+    rows, system = [], tmp_path / "sys"
+    system.mkdir()
+    for uid in IDS[:2]:
+        rows.append({"ID": uid, "duration": 0, "wav": f"{{data_root}}/audio/en/{uid}.flac", "spk_id": "s", "lang": "en",
+                     "text": ""})
+        sf.write(system / f"{uid}.wav", load_audio(MINI_DATA / "audio" / "en" / f"{uid}.flac", 16000).numpy(), 16000)
+    write_manifest(tmp_path / "m.csv", rows)
+    bad_len = len(load_audio(MINI_DATA / "audio" / "en" / f"{IDS[1]}.flac", 16000))
+    real = metrics.stoi_score
+
+    def stoi(ref, deg, sr, extended=False):
+        if abs(len(deg) - bad_len) < 400:  # the delay-aligned pair of that clip
+            raise ValueError("stoi: not enough frames")
+        return real(ref, deg, sr, extended=extended)
+
+    monkeypatch.setattr(metrics, "stoi_score", stoi)
+    res = evaluate_systems(tmp_path / "m.csv", {"sys": system}, MINI_DATA, metrics=("pesq", "stoi"), asr="none",
+                           workers=1)
+    s = res["systems"]["sys"]["summary"]
+    assert s["failed"] == 0 and s["scored"] == 2
+    utt = res["systems"]["sys"]["utterances"]
+    assert "stoi" not in utt[IDS[1]] and utt[IDS[1]]["pesq"] > 3.5  # the clip's other metric counts
+    assert s["metric_failures"] == {"stoi": {IDS[1]: "ValueError: stoi: not enough frames"}}
+    assert s["stoi"] == pytest.approx(utt[IDS[0]]["stoi"] / 2)  # the failure at STOI 0
+    assert s["pesq_wb"] == pytest.approx((utt[IDS[0]]["pesq"] + utt[IDS[1]]["pesq"]) / 2)
+    assert "metric_failures" in res["protocol"]["failures"]
