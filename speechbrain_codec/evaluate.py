@@ -333,7 +333,9 @@ def _intel(per_utt: dict, rows: dict, ref_hyps: dict, label: str | None, primary
            normaliser: str, n_boot: int) -> tuple[dict, dict]:
     """WER / CER (ground truth) and dWER / dCER (the original's transcript) of one ASR, corpus
     level with bootstrap intervals, and their medians over utterances. A failed utterance counts
-    as an empty transcript where this ASR covers its language. Returns ``(summary, vectors)``,
+    as an empty transcript where this ASR covers its language; transcribed utterances a rate
+    cannot use (no manifest text for WER / CER, no transcript of the original for dWER / dCER)
+    are counted under ``incomplete``. Returns ``(summary, vectors)``,
     the vectors being per-utterance ``(errors, words)`` and rates (manifest order) for the
     paired tests; per-utterance rates are also stored in the utterance entries."""
     from .metrics.stats import bootstrap_ci, ratio_ci
@@ -341,6 +343,7 @@ def _intel(per_utt: dict, rows: dict, ref_hyps: dict, label: str | None, primary
     covers = ASR_LANGS[spec.split(":")[0]] if spec and spec != "none" else ()
     out: dict = {}
     vectors: dict = {}
+    excluded: dict = {}  # transcribed utterances a rate could not use (no manifest text, no reference transcript)
     for lang, name in (("en", "wer"), ("zh", "cer")):
         counts = {name: ([], []), "d" + name: ([], [])}
         rates: list = []
@@ -363,14 +366,18 @@ def _intel(per_utt: dict, rows: dict, ref_hyps: dict, label: str | None, primary
                 counts[name][0].append(e)
                 counts[name][1].append(m)
                 target[name] = rate = e / m
-            elif "error" not in u:
-                u["note"] = f"no transcript in the manifest: {name.upper()} skipped, d{name.upper()} scored"
+            else:
+                excluded[name] = excluded.get(name, 0) + 1
+                if "error" not in u:
+                    u["note"] = f"no transcript in the manifest: {name.upper()} skipped, d{name.upper()} scored"
             rates.append(rate)
             if ref_hyps.get(uid):
                 e, m = word_errors(ref_hyps[uid], hyp)
                 counts["d" + name][0].append(e)
                 counts["d" + name][1].append(m)
                 target["d" + name] = e / m
+            else:  # the original clip failed or its transcript is empty: nothing to compare with
+                excluded["d" + name] = excluded.get("d" + name, 0) + 1
         for key, (errs, words) in counts.items():
             out[key] = sum(errs) / sum(words) if sum(words) else None
             out.setdefault("ci95", {})[key] = ratio_ci(errs, words, n_boot=n_boot)
@@ -378,6 +385,8 @@ def _intel(per_utt: dict, rows: dict, ref_hyps: dict, label: str | None, primary
         out[f"{name}_median"] = float(np.median(scored)) if scored else None
         out["ci95"][f"{name}_median"] = bootstrap_ci(scored, "median", n_boot=n_boot)
         vectors.update({key: counts[key] for key in counts})
+    if excluded:
+        out["incomplete"] = excluded
     return out, vectors
 
 
@@ -423,6 +432,7 @@ def _summary(per_utt: dict, rows: dict, ref_hyps: dict, metrics: tuple[str, ...]
             incomplete[key] = len(values) - len(present)
     intel, _ = _intel(per_utt, rows, ref_hyps, None, True, asr, normaliser, n_boot)
     ci.update(intel.pop("ci95"))
+    incomplete.update(intel.pop("incomplete", {}))
     summary.update(intel)
     summary["pesq_wb"] = summary.pop("pesq", None)
     if "pesq" in ci:

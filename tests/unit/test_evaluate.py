@@ -77,8 +77,13 @@ def test_worst_values_fill_failures_and_metrics_without_one_are_incomplete():
     assert s["wer"] == pytest.approx((0 + 2 + 4) / 12)  # the failed clip: all 4 words wrong
     assert s["wer_median"] == pytest.approx(0.5)
     # every value scored: nothing incomplete, nothing failed
-    s = _summary({"x": per_utt["x"]}, rows, {}, ("stoi",), "pocketsphinx")
+    s = _summary({"x": per_utt["x"]}, rows, {"x": "a b c d"}, ("stoi",), "pocketsphinx")
     assert s["failed"] == 0 and "incomplete" not in s and "failures" not in s
+    # transcribed clips a rate cannot use are counted: no original transcript (dWER), no text (WER)
+    rows2 = {"x": {"lang": "en", "text": "a b c d"}, "y": {"lang": "en", "text": ""}}
+    s = _summary({u: per_utt[u] for u in "xy"}, rows2, {"y": "a b"}, ("stoi",), "pocketsphinx")
+    assert s["incomplete"] == {"dwer": 1, "wer": 1}
+    assert s["wer"] == 0.0 and s["dwer"] == 0.0  # x's WER, y's dWER: each over what it could use
 
 
 def test_asr_hears_the_whole_decoded_clip_not_the_aligned_cut(monkeypatch):
