@@ -34,17 +34,15 @@ Single-stream codecs only (FocalCodec and the toolkit's :class:`Codec` stacks).
 
 Example
 -------
->>> from speechbrain_codec.focalcodec import PUBLISHED, build_focalcodec
->>> import json, tempfile
->>> cfg = json.loads(json.dumps(PUBLISHED["focalcodec_50hz"]))
->>> cfg["encoder_config"].update(hidden_dims=[8] * 7, num_layers=1, dim=16, ffn_dim=32)
->>> cfg["compressor_config"].update(input_dim=16, hidden_dims=[16, 8, 8])
->>> cfg["decompressor_config"].update(output_dim=16, hidden_dims=[8, 8, 16])
->>> cfg["decoder_config"].update(input_dim=16, dim=16, ffn_dim=32, num_layers=1)
->>> codec = build_focalcodec(cfg).eval()
->>> meta = export_onnx(codec, tempfile.mkdtemp(), check=True)  # doctest: +SKIP
+Online (``tests/unit/test_onnx_export.py`` runs the same on the golden checkpoints):
+
+>>> from speechbrain_codec.focalcodec import load_focalcodec
+>>> codec = load_focalcodec("lucadellalib/focalcodec_50hz")  # doctest: +SKIP
+>>> meta = export_onnx(codec, "onnx/")  # doctest: +SKIP
 >>> meta["check"]["encoder"]["token_agreement"]  # doctest: +SKIP
 1.0
+>>> OnnxCodec("onnx/").sig_to_toks(torch.zeros(1, 16000)).shape  # doctest: +SKIP
+torch.Size([1, 50, 1])
 """
 
 from __future__ import annotations
