@@ -69,7 +69,7 @@ def _plain_copy(codec, for_export: bool = True):
     if mode and not mode.startswith("exact"):
         raise CodecError(f"export_onnx: this codec runs in {mode} (reduced-precision weights); export the fp32 "
                          "codec (load it again) and quantise the ONNX graphs with onnxruntime if needed")
-    if type(codec).__name__ != "Codec" and not hasattr(codec, "compressor"):
+    if not hasattr(codec, "compressor") or len(list(codec.layout)) != 1:
         raise CodecError(f"export_onnx: {type(codec).__name__} is not a single-stream Codec stack")
     plain = copy.deepcopy(codec).cpu().float().eval().requires_grad_(False)
     for module in plain.modules():
@@ -77,9 +77,7 @@ def _plain_copy(codec, for_export: bool = True):
             module.fast = False
         if hasattr(module, "real_istft"):  # ONNX has no complex numbers
             module.real_istft = for_export
-        fwd = getattr(module, "forward", None)
-        if getattr(fwd, "_torchdynamo_orig_callable", None) is not None:  # torch.compile'd lobes
-            module.forward = fwd._torchdynamo_orig_callable
+        module.__dict__.pop("forward", None)  # optimize_for_inference(compile=True)'s wrappers
     plain.inference_mode, plain.compute_dtype = None, None
     return plain
 
@@ -125,31 +123,18 @@ def _flatten(cache: dict, keys: list) -> list[torch.Tensor]:
     return out
 
 
-class _StreamFirst(nn.Module):
-    def __init__(self, codec, side: str, keys: list) -> None:
-        super().__init__()
-        self.codec, self.side, self.keys = codec, side, keys
+class _Stream(nn.Module):
+    """One stream step of ``side``: ``(x, *state) -> (y, *next state)``; no state: the first
+    chunk (the cache starts empty)."""
 
-    def forward(self, x: torch.Tensor):
-        cache: dict = {}
-        y = _stream_call(self.codec, self.side, x, cache)
-        return (y, *_flatten(cache, self.keys))
-
-
-class _StreamStep(nn.Module):
     def __init__(self, codec, side: str, keys: list, kinds: list[str]) -> None:
         super().__init__()
         self.codec, self.side, self.keys, self.kinds = codec, side, keys, kinds
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        cache, i = {}, 0
-        for module, kind in zip(self.keys, self.kinds):
-            if kind == "pair":
-                cache[module] = (state[i], state[i + 1])
-                i += 2
-            else:
-                cache[module] = state[i]
-                i += 1
+        cache, rest = {}, list(state)
+        for module, kind in zip(self.keys, self.kinds) if state else ():
+            cache[module] = (rest.pop(0), rest.pop(0)) if kind == "pair" else rest.pop(0)
         y = _stream_call(self.codec, self.side, x, cache)
         return (y, *_flatten(cache, self.keys))
 
@@ -234,9 +219,9 @@ def export_onnx(codec, out_dir: str | Path, streaming: bool | None = None, check
                     if t.dim() == 4:
                         dyn_first[new[i]] = dict(axes)
             out_y = "sig" if side == "decoder" else "toks"
-            _export(_StreamFirst(plain, side, keys), (firsts[side],), out / f"stream_{side}_first.onnx",
+            _export(_Stream(plain, side, keys, kinds), (firsts[side],), out / f"stream_{side}_first.onnx",
                     [x_name], [out_y, *new], dyn_first)
-            _export(_StreamStep(plain, side, keys, kinds), (seconds[side], *state), out / f"stream_{side}.onnx",
+            _export(_Stream(plain, side, keys, kinds), (seconds[side], *state), out / f"stream_{side}.onnx",
                     [x_name, *names], [out_y, *new], dyn_step)
             meta["graphs"][f"stream_{side}_first"] = {"file": f"stream_{side}_first.onnx", "inputs": [x_name],
                                                        "outputs": [out_y, *new]}

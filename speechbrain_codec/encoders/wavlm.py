@@ -85,6 +85,13 @@ class _FeatureExtractor(nn.Module):
             x = layer(x, cache)
         return x.transpose(1, 2)
 
+    def num_frames(self, num_samples: int) -> int:
+        """Output frames of the non-causal ("valid") extractor for ``num_samples`` samples."""
+        T = num_samples
+        for layer in self.layers:
+            T = (max(T, layer.kernel_size) - layer.kernel_size) // layer.conv.stride[0] + 1
+        return T
+
     #: output frames per block of :meth:`_blocked` (its first layer's block: ~4k frames x 512, 8 MB)
     block_frames = 64
 
@@ -95,9 +102,7 @@ class _FeatureExtractor(nn.Module):
         between blocks are recomputed, ~0.5 % more work). The big intermediates (layer 0: 64
         frames x 320 / 5 x 512 channels, 8 MB) stay in the cache, where the whole-signal path
         streams 64-MB tensors (10 s) through memory at every layer and activation."""
-        n_out = x.shape[1]
-        for layer in self.layers:
-            n_out = (max(n_out, layer.kernel_size) - layer.kernel_size) // layer.conv.stride[0] + 1
+        n_out = self.num_frames(x.shape[1])
         step = self.block_frames
         if n_out <= step:
             for layer in self.layers:
@@ -393,7 +398,4 @@ class FocalWavLM(Encoder):
         """Output frames for ``num_samples`` input samples (``forward``'s arithmetic)."""
         if self.causal:
             return -(-num_samples // self.hop_length)
-        T = num_samples
-        for layer in self.feature_extractor.layers:
-            T = (max(T, layer.kernel_size) - layer.kernel_size) // layer.conv.stride[0] + 1
-        return T
+        return self.feature_extractor.num_frames(num_samples)
