@@ -176,13 +176,14 @@ def _load_models() -> None:
 
 def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
     """All selected metrics of one utterance."""
-    from .metrics import pesq_score, stoi_score
+    from .metrics import pesq_score, quality, stoi_score
 
     metrics = _STATE["metrics"]
     if np.max(np.abs(deg)) < 1e-6:
         raise CodecError("decoded audio is silent")
     out: dict = {}
     r, d, out["delay"] = align_delay(ref, deg, SAMPLE_RATE)
+
     def run(metric: str, fn) -> None:
         """``fn()`` (it fills ``out``); a metric package raising on this clip costs only this
         metric (its worst value in the averages, listed under ``metric_failures``)."""
@@ -215,20 +216,15 @@ def _score(ref: np.ndarray, deg: np.ndarray, lang: str) -> dict:
             _STATE["utmos"] = UTMOS(_STATE["utmos_path"], _STATE.get("device", "cpu"))
         out.update(_STATE["utmos"](deg, SAMPLE_RATE))
 
-    def quality(name: str, *args):
-        from .metrics import quality as q
-
-        out.update(getattr(q, name)(*args))
-
     run("pesq", lambda: out.update(pesq=pesq_score(r, d, SAMPLE_RATE, "wb")))
     run("pesq_nb", pesq_nb)
     run("stoi", lambda: out.update(stoi=stoi_score(r, d, SAMPLE_RATE)))
     run("estoi", lambda: out.update(estoi=stoi_score(r, d, SAMPLE_RATE, extended=True)))
-    run("warpq", lambda: quality("warpq_score", r, d, SAMPLE_RATE))
-    run("f0", lambda: quality("f0_metrics", r, d, SAMPLE_RATE))
+    run("warpq", lambda: out.update(quality.warpq_score(r, d, SAMPLE_RATE)))
+    run("f0", lambda: out.update(quality.f0_metrics(r, d, SAMPLE_RATE)))
     run("spk", spk)
-    run("dnsmos", lambda: quality("dnsmos", deg, SAMPLE_RATE))
-    run("plcmos", lambda: quality("plcmos", deg, SAMPLE_RATE))
+    run("dnsmos", lambda: out.update(quality.dnsmos(deg, SAMPLE_RATE)))
+    run("plcmos", lambda: out.update(quality.plcmos(deg, SAMPLE_RATE)))
     run("utmos", utmos)
     hyps = {}
     for spec, label, model in _asrs():
