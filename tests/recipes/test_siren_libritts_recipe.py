@@ -3,8 +3,8 @@ its debug configuration (tiny random 9-layer HuBERT, tiny factoriser / generator
 width 1/16), on the LibriTTS layout of test_prepare_libritts (LibriSpeech clips of ../shared/data
 at 24 kHz: train-clean-100 2 clips of 2 speakers, dev-clean 1, test-clean 5 of one speaker) with 4
 more train-clean-100 clips of 4 more speakers (../shared/data/en/librispeech_train_clean_100; it
-has no transcripts, SIREN reads none) and its 3 test clips of 2-6 s only. Each stage is checked on what it wrote: the prepared
-multi-speaker manifests (validation: every 20th train-clean-100 item, siren.md §1.1) and their
+has no transcripts, SIREN reads none) and its 3 test clips of 2-6 s only. Each stage is checked
+on what it wrote: the prepared multi-speaker manifests (validation: every 20th train-clean-100 item, siren.md §1.1) and their
 16 kHz copies, the HuBERT hidden-state-9 cache, the trained checkpoint (crops on the HuBERT hop),
 the .sbc files (three streams; file size / duration is the reported rate and the 64-bit speaker
 code is in it), the decoded clips, the evaluation JSON and the report."""
@@ -19,10 +19,8 @@ import soundfile as sf
 import torch
 
 from speechbrain_codec.bitstream import peek_header, stream_bytes
-from speechbrain_codec.dataio import read_manifest
+from speechbrain_codec.dataio import read_manifest, resample
 from speechbrain_codec.dataio.cache import FeatureCache
-
-from speechbrain_codec.dataio import resample
 
 from ..conftest import ROOT, recipe_env
 from .test_prepare_libritts import libritts, tts_id  # noqa: F401 (fixture)
