@@ -101,7 +101,12 @@ class Codec(nn.Module):
     # set per instance by __init__; class defaults for subclasses that build their own lobes
     inference_mode = None
     compute_dtype = None
-
+    #: whether the coding paths cast to ``compute_dtype`` themselves (bf16 mode: ``_in`` / ``_out``
+    #: around the lobes); subclasses whose paths do not set False and their parts cast at their
+    #: boundaries (:meth:`inference_parts`)
+    casts_compute_dtype = True
+    #: the ``nn.Linear`` layers (paths) that write or read the latents: fp32 in the int8 modes
+    latent_layers = ("compressor.out_proj", "decompressor.in_proj")
 
     def __init__(
         self,
@@ -179,6 +184,17 @@ class Codec(nn.Module):
         """``stream name -> quantizer``."""
         return {SINGLE_STREAM: self.quantizer}
 
+    def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
+        """The modules that :meth:`optimize_for_inference` converts (int8, bf16, compile), by side:
+        ``"send"`` (signal -> the latents the quantizers read) and ``"receive"`` (quantized latents
+        -> signal), each ``attribute path -> module``. The quantizers are on neither side."""
+        return {"send": {"encoder": self.encoder, "compressor": self.compressor},
+                "receive": {"decompressor": self.decompressor, "decoder": self.decoder}}
+
+    def fp32_modules(self) -> list[nn.Module]:
+        """Modules that stay fp32 in every inference mode, also inside a part: the quantizers."""
+        return list(self.quantizers().values())
+
     def token_dict(self, toks) -> dict[str, torch.Tensor]:
         """What :meth:`sig_to_toks` returns, as ``stream name -> [B, N, K]``."""
         return dict(toks) if isinstance(toks, dict) else {SINGLE_STREAM: toks}
@@ -215,11 +231,11 @@ class Codec(nn.Module):
     def _out(x: torch.Tensor) -> torch.Tensor:
         return x if x.dtype == torch.float32 or not x.is_floating_point() else x.float()
 
-    def optimize_for_inference(self, mode: str = "exact", compile: bool = False) -> "Codec":
+    def optimize_for_inference(self, mode: str = "exact", compile: bool | str = False) -> "Codec":
         """Prepare this codec for coding only (in place; returns it): ``mode`` ``exact`` (fp32,
         the plain path's tokens), ``int8`` (dynamic int8 Linear layers), ``int8-dec`` (exact
         tokens, int8 decoder side) or ``bf16``;
-        ``compile=True`` adds ``torch.compile``. See :mod:`speechbrain_codec.inference`."""
+        ``compile=True`` adds ``torch.compile`` (``"static"``: static shapes). See :mod:`speechbrain_codec.inference`."""
         from .inference import optimize_for_inference
 
         return optimize_for_inference(self, mode, compile)

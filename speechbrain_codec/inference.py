@@ -29,15 +29,31 @@
     ``exact`` with the lobes' weights and activations in bfloat16 (the quantizer and its
     latents stay fp32; outputs come back as fp32). Lossy as ``int8``.
 
-``compile=True`` wraps each lobe's ``forward`` in ``torch.compile`` (dynamic shapes): the first
-call per shape pattern compiles (minutes on a small CPU), later ones reuse it.
+``compile=True`` (or ``"dynamic"``) wraps each part's ``forward`` in ``torch.compile`` with
+dynamic shapes: the first call per shape pattern compiles, later ones reuse it; on a 2-core
+CPU the published 50 Hz FocalCodec had not finished its first dynamic compile after 11 minutes.
+``compile="static"`` compiles for each new input shape (about 1.5 minutes for the 50 Hz model
+and 10 s of speech on 2 cores) and suits fixed-length inputs; ``benchmarks/inference_speed.py``
+measures it (row ``exact+compile``).
 
 :func:`batch_sig_to_toks` / :func:`batch_toks_to_sig` code a list of utterances in zero-padded
 batches. Lobes that take lengths (FocalCodec's: WavLM masks padded keys, the focal modulation's
 convolutions and global average see zeros past each utterance's end, Vocos' convolutions too and
 its iSTFT runs per utterance; causal lobes never look ahead) give each utterance the tokens and
 the waveform it gets alone (float rounding aside). Other codecs are batched only among
-utterances of the same length, which needs no padding.
+utterances of the same hop-padded length (the padding each gets alone); a codec of several
+streams gives a dict per utterance, each frame stream cut to the utterance's own frames.
+
+Which modules a mode converts is the codec's :meth:`~speechbrain_codec.codec.Codec.inference_parts`:
+the sending side (signal -> the latents the quantizers read: FocalCodec's encoder and
+compressor, SIREN's HuBERT and factoriser, a multi-stream codec's encoders and branch
+compressors, the LM-loss codec's HuBERT) and the receiving side (quantized latents -> signal).
+The quantizers (``Codec.fp32_modules``) and signal-processing front ends (``fp32_inference = True``,
+the log-mel) stay fp32 in every mode, and so do ``Codec.latent_layers`` (the Linear layers that
+write or read the latents) in the int8 modes. Codecs whose coding paths do not cast to
+``compute_dtype`` themselves (``casts_compute_dtype = False``) get their bf16 parts wrapped in
+hooks that cast activations in and outputs back to fp32. An int8 mode with no Linear layer to
+quantise (the LM-loss codec's HiFi-GAN) is refused: it would be the exact mode under another name.
 """
 
 from __future__ import annotations
@@ -56,21 +72,53 @@ MODES = ("exact", "int8", "int8-dec", "bf16")
 PRECISIONS = {"fp32": "exact", "int8": "int8", "int8-dec": "int8-dec", "bf16": "bf16"}
 
 
-def _lobes(codec) -> list[nn.Module]:
-    return [m for m in (codec.encoder, codec.compressor, codec.decompressor, codec.decoder) if not isinstance(m, nn.Identity)]
+def _parts(codec, sides=("send", "receive")) -> dict[str, nn.Module]:
+    """The modules a mode converts on ``sides`` (``Codec.inference_parts``), by attribute path."""
+    parts = codec.inference_parts()
+    return {name: m for side in sides for name, m in parts[side].items() if not isinstance(m, nn.Identity)}
 
 
-def _keep_fp32(codec) -> set[str]:
-    """Names of the Linear layers next to the latents (int8 mode leaves them in fp32)."""
-    names = set()
-    for lobe_name, attr in (("compressor", "out_proj"), ("decompressor", "in_proj")):
-        lobe = getattr(codec, lobe_name)
-        if isinstance(getattr(lobe, attr, None), nn.Linear):
-            names.add(f"{lobe_name}.{attr}")
-    return names
+def _fp32_names(codec) -> set[str]:
+    """Paths of the modules that stay fp32 in every mode, with everything inside them:
+    ``Codec.fp32_modules`` (the quantizers) and signal-processing front ends (a class attribute
+    ``fp32_inference = True``, e.g. :class:`~speechbrain_codec.encoders.mel.LogMel`)."""
+    keep = {id(m) for m in codec.fp32_modules()}
+    tops = {name for name, m in codec.named_modules() if id(m) in keep or getattr(m, "fp32_inference", False)}
+    return {name for name, _ in codec.named_modules() if _inside(name, tops)}
 
 
-def optimize_for_inference(codec, mode: str = "exact", compile: bool = False):
+def _inside(name: str, prefixes: set[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _bf16_in(module, args, kwargs):
+    """Forward pre-hook of a bf16 part: floating activations (2-D and up, also in lists and
+    tuples) in; lengths and other 1-D or integer inputs unchanged."""
+    def cast(x):
+        if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+            return type(x)(cast(v) for v in x)
+        return x.to(torch.bfloat16) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2 else x
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def _fp32(x):
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.dtype == torch.bfloat16 else x
+    if isinstance(x, tuple) and hasattr(x, "_fields"):  # a NamedTuple
+        return type(x)(*(_fp32(v) for v in x))
+    if isinstance(x, (tuple, list)):
+        return type(x)(_fp32(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _fp32(v) for k, v in x.items()}
+    return x
+
+
+def _bf16_out(module, args, kwargs, out):
+    """Forward hook of a bf16 part: its outputs back to fp32."""
+    return _fp32(out)
+
+
+def optimize_for_inference(codec, mode: str = "exact", compile: bool | str = False):
     """Prepare ``codec`` (in place) for coding in ``mode`` (``exact``, ``int8``, ``int8-dec`` or
     ``bf16``; see the module docstring); returns it. Call once, after loading; the codec cannot train after.
 
@@ -100,26 +148,47 @@ def optimize_for_inference(codec, mode: str = "exact", compile: bool = False):
     for module in codec.modules():
         if hasattr(module, "fast") and isinstance(module.fast, bool):
             module.fast = True
+    fp32 = _fp32_names(codec)
     if mode in ("int8", "int8-dec"):
         from torch.ao.quantization import quantize_dynamic
 
-        keep = _keep_fp32(codec)
-        targets = {name for name, m in codec.named_modules() if type(m) is nn.Linear and name not in keep}
+        keep = set(codec.latent_layers) | fp32
         if "fbgemm" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "fbgemm"
-        lobes = ("decompressor", "decoder") if mode == "int8-dec" else ("encoder", "compressor", "decompressor", "decoder")
-        for lobe_name in lobes:
-            lobe = getattr(codec, lobe_name)
-            mine = {n[len(lobe_name) + 1:] for n in targets if n.startswith(lobe_name + ".")}
+        sides = ("receive",) if mode == "int8-dec" else ("send", "receive")
+        done = 0
+        for part_name, part in _parts(codec, sides).items():
+            # PyTorch's Transformer layers read their Linear layers' weights (fast-path checks),
+            # which quantised layers do not have: those stay fp32
+            builtin = {name for name, m in part.named_modules()
+                       if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer))}
+            mine = {name for name, m in part.named_modules()
+                    if type(m) is nn.Linear and not _inside(f"{part_name}.{name}", keep) and not _inside(name, builtin)}
             if mine:
-                quantize_dynamic(lobe, mine, dtype=torch.qint8, inplace=True)
+                quantize_dynamic(part, mine, dtype=torch.qint8, inplace=True)
+                done += len(mine)
+        if not done:
+            side = "receiving side" if mode == "int8-dec" else "network"
+            raise CodecError(f"optimize_for_inference: {type(codec).__name__}'s {side} has no nn.Linear layer to "
+                             f"quantise, so {mode} would be the exact mode; use --precision fp32 (or bf16)")
     elif mode == "bf16":
-        for lobe in _lobes(codec):
-            lobe.to(torch.bfloat16)
-        codec.compute_dtype = torch.bfloat16
+        parts = _parts(codec)
+        for part in parts.values():
+            part.to(torch.bfloat16)
+        for name, m in codec.named_modules():  # the quantizers stay fp32, also inside a part
+            if name in fp32:
+                m.float()
+        if codec.casts_compute_dtype:
+            codec.compute_dtype = torch.bfloat16
+        else:  # the codec's own paths stay fp32: each part casts at its boundary
+            for part in parts.values():
+                part.register_forward_pre_hook(_bf16_in, with_kwargs=True)
+                part.register_forward_hook(_bf16_out, with_kwargs=True)
+    if compile not in (False, True, "dynamic", "static"):
+        raise CodecError(f"optimize_for_inference: compile={compile!r}: expected False, True (= 'dynamic') or 'static'")
     if compile:
-        for lobe in _lobes(codec):
-            lobe.forward = torch.compile(lobe.forward, dynamic=True)
+        for part in _parts(codec).values():
+            part.forward = torch.compile(part.forward, dynamic=compile != "static")
     codec.inference_mode = mode + ("+compile" if compile else "")
     return codec
 
@@ -166,8 +235,9 @@ def _pad_stack(items: list[torch.Tensor], dim: int) -> torch.Tensor:
 
 
 def batch_sig_to_toks(codec, sigs: list[torch.Tensor], batch_size: int = 8, progress=None) -> list[torch.Tensor]:
-    """Tokens ``[N_i, K]`` of each signal ``[T_i]`` of ``sigs``, coded in batches of up to
-    ``batch_size`` utterances of similar length; each as ``codec.sig_to_toks(sig[None])[0]``.
+    """Tokens ``[N_i, K]`` of each signal ``[T_i]`` of ``sigs`` (a dict of them for a codec of
+    several streams), coded in batches of up to ``batch_size`` utterances of similar length;
+    each as ``codec.sig_to_toks(sig[None])[0]``.
     ``progress(n)`` is called after each batch with the number of utterances done in it."""
     out: list[torch.Tensor | None] = [None] * len(sigs)
     padded = [codec.pad(s[None])[0] for s in sigs]
@@ -178,7 +248,7 @@ def batch_sig_to_toks(codec, sigs: list[torch.Tensor], batch_size: int = 8, prog
             if len(group) == 1 or not aware:
                 toks = codec.sig_to_toks(x)
                 for j, i in enumerate(group):
-                    out[i] = toks[j]
+                    out[i] = _utterance(codec, toks, j, sigs[i].shape[-1])
             else:
                 toks, frames = _aware_encode(codec, x, [padded[i].shape[-1] for i in group])
                 for j, i in enumerate(group):
@@ -186,6 +256,27 @@ def batch_sig_to_toks(codec, sigs: list[torch.Tensor], batch_size: int = 8, prog
         if progress is not None:
             progress(len(group))
     return out
+
+
+def _utterance(codec, toks, j: int, num_samples: int):
+    """Utterance ``j`` of a batch's tokens; of a dict (several streams), each frame stream cut
+    to the frames of the utterance's own ``num_samples`` (the batch was padded to the codec's
+    hop, a multiple of every stream's)."""
+    if not isinstance(toks, dict):
+        return toks[j]
+    return {spec.name: toks[spec.name][j] if spec.per_utterance else toks[spec.name][j, : spec.num_frames(num_samples)]
+            for spec in codec.layout}
+
+
+def _token_length(t):
+    return tuple(v.shape[0] for v in t.values()) if isinstance(t, dict) else t.shape[0]
+
+
+def _stack(items: list):
+    """A batch of equally long token arrays (or dicts of them)."""
+    if isinstance(items[0], dict):
+        return {k: torch.stack([t[k] for t in items]) for k in items[0]}
+    return _pad_stack(items, 0)
 
 
 def _aware_encode(codec, x: torch.Tensor, lengths: list[int]):
@@ -204,12 +295,13 @@ def _aware_encode(codec, x: torch.Tensor, lengths: list[int]):
 
 
 def batch_toks_to_sig(codec, toks: list[torch.Tensor], batch_size: int = 8, progress=None) -> list[torch.Tensor]:
-    """Signals ``[T_i]`` of each token array ``[N_i, K]``, decoded in batches of up to
-    ``batch_size``; each as ``codec.toks_to_sig(toks[None])[0]``."""
+    """Signals ``[T_i]`` of each token array ``[N_i, K]`` (or dict of them), decoded in batches
+    of up to ``batch_size`` (a codec of several streams: of equally long streams); each as
+    ``codec.toks_to_sig(toks[None])[0]``."""
     out: list[torch.Tensor | None] = [None] * len(toks)
     aware = _lengths_aware(codec)
-    for group in _groups([t.shape[0] for t in toks], batch_size, not aware):
-        x = _pad_stack([toks[i] for i in group], 0)
+    for group in _groups([_token_length(t) for t in toks], batch_size, not aware):
+        x = _stack([toks[i] for i in group])
         with inference_context(codec):
             if len(group) == 1 or not aware:
                 sig = codec.toks_to_sig(x)

@@ -122,6 +122,17 @@ class LMLossCodec(Codec):
     def quantizers(self) -> dict[str, Quantizer]:
         return {"content": self.model.hubert_quantizer.quantizer, "f0": self.model.f0_quantizer.quantizer}
 
+    casts_compute_dtype = False
+    latent_layers = ()
+
+    def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
+        """HuBERT on the sending side, the generator (with its embeddings) on the receiving side;
+        the F0 tracker is signal processing and the VQ-VAE streams (``fp32_modules``) stay fp32."""
+        return {"send": {"encoder": self.encoder}, "receive": {"model": self.model}}
+
+    def fp32_modules(self) -> list[nn.Module]:
+        return [self.model.hubert_quantizer, self.model.f0_quantizer]
+
     def token_dict(self, toks) -> dict[str, torch.Tensor]:
         return dict(toks)
 
@@ -182,7 +193,7 @@ class LMLossCodec(Codec):
         if n < full:
             content = torch.cat([content, content[:, -1:].expand(-1, full - n, -1)], dim=1)
         sig = self.model.decode(content[:, :full], f0)
-        return sig[..., : n * self.model.hop_length]
+        return self._out(sig[..., : n * self.model.hop_length])
 
 
 class VQVAEFeatureCodec(Codec):
@@ -229,6 +240,12 @@ class VQVAEFeatureCodec(Codec):
 
     def quantizers(self) -> dict[str, Quantizer]:
         return {SINGLE_STREAM: self.vqvae.quantizer}
+
+    casts_compute_dtype = False
+    latent_layers = ()
+
+    def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
+        return {"send": {"vqvae.encoder": self.vqvae.encoder}, "receive": {"vqvae.decoder": self.vqvae.decoder}}
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad ``x [B, T(, C)]`` along time to a multiple of ``hop_length``."""

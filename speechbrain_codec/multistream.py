@@ -200,6 +200,20 @@ class MultiStreamCodec(Codec):
     def quantizers(self) -> dict[str, Quantizer]:
         return {name: b.quantizer for name, b in self.branches.items()}
 
+    casts_compute_dtype = False
+    latent_layers = ()
+
+    def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
+        send = {"encoder": self.encoder} if self.encoder is not None else {}
+        receive = {}
+        for name, b in self.branches.items():
+            if b.encoder is not None:
+                send[f"branches.{name}.encoder"] = b.encoder
+            send[f"branches.{name}.compressor"] = b.compressor
+            receive[f"branches.{name}.decompressor"] = b.decompressor
+        receive.update({"fusion": self.fusion, "decoder": self.decoder})
+        return {"send": send, "receive": receive}
+
     # ------------------------------------------------------------------ signal paths
     def sig_to_feats(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor | None:
         """The shared encoder's features of the padded signal (``None`` without one)."""

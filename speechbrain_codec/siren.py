@@ -356,6 +356,14 @@ class SirenCodec(Codec):
         return {"semantic": self.semantic_quantizer, "prosody": self.prosody_quantizer,
                 "speaker": self.speaker_quantizer}
 
+    casts_compute_dtype = False
+    latent_layers = ("factorizer.semantic.proj", "factorizer.prosody.proj", "factorizer.speaker_mlp.3",
+                     "reconstructor.speaker_mlp.0")
+
+    def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
+        return {"send": {"encoder": self.encoder, "factorizer": self.factorizer},
+                "receive": {"reconstructor": self.reconstructor, "decoder": self.decoder}}
+
     def token_dict(self, toks) -> dict[str, torch.Tensor]:
         return dict(toks)
 

@@ -293,7 +293,7 @@ class HiFiGANGenerator(Decoder):
         """The reference's call: ``x [B, C, T] -> sig [B, 1, T * hop_length]``."""
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects x [B, {self.in_channels}, T], got {list(x.shape)}")
-        x = self.conv_pre(x)
+        x = self.conv_pre(x.to(next(self.conv_pre.parameters()).dtype))  # bf16 inference: the weights' dtype
         for i in range(self.num_upsamples):
             x = self.ups[i](F.leaky_relu(x, LRELU_SLOPE))
             xs = self.resblocks[i * self.num_kernels](x)

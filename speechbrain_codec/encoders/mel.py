@@ -21,6 +21,9 @@ class LogMel(nn.Module):
     torch.Size([2, 80, 10])
     """
 
+    #: signal processing: stays fp32 in a bf16 codec (``Codec.optimize_for_inference``)
+    fp32_inference = True
+
     def __init__(self, sample_rate: int, n_mels: int, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length
@@ -34,10 +37,11 @@ class LogMel(nn.Module):
         )
 
     def forward(self, sig: torch.Tensor) -> torch.Tensor:
-        """``sig [B, T_wav] -> [B, n_mels, T_wav // hop_length]``."""
+        """``sig [B, T_wav] -> [B, n_mels, T_wav // hop_length]`` (computed in fp32, returned in
+        ``sig``'s dtype)."""
         extra = self.n_fft - self.hop_length
-        sig = nn.functional.pad(sig, (extra // 2, extra - extra // 2), mode="reflect")
-        return torch.log(self.mel(sig).clamp(min=1e-5))
+        x = nn.functional.pad(sig.float(), (extra // 2, extra - extra // 2), mode="reflect")
+        return torch.log(self.mel(x).clamp(min=1e-5)).to(sig.dtype)
 
 
 class MelEncoder(Encoder):
