@@ -30,11 +30,10 @@
     latents stay fp32; outputs come back as fp32). Lossy as ``int8``.
 
 ``compile=True`` (or ``"dynamic"``) wraps each part's ``forward`` in ``torch.compile`` with
-dynamic shapes: the first call per shape pattern compiles, later ones reuse it; on a 2-core
-CPU the published 50 Hz FocalCodec had not finished its first dynamic compile after 11 minutes.
-``compile="static"`` compiles for each new input shape (about 1.5 minutes for the 50 Hz model
-and 10 s of speech on 2 cores) and suits fixed-length inputs; ``benchmarks/inference_speed.py``
-measures it (row ``exact+compile``).
+dynamic shapes: the first call per shape pattern compiles, later ones reuse it (on a small CPU
+the first dynamic compile of a published FocalCodec takes many minutes). ``compile="static"``
+compiles again for each new input shape and suits fixed-length inputs;
+``benchmarks/inference_speed.py`` measures it (row ``exact+compile``, with its cold compile time).
 
 :func:`batch_sig_to_toks` / :func:`batch_toks_to_sig` code a list of utterances in zero-padded
 batches. Lobes that take lengths (FocalCodec's: WavLM masks padded keys, the focal modulation's
@@ -118,6 +117,29 @@ def _bf16_out(module, args, kwargs, out):
     return _fp32(out)
 
 
+def _int8_plan(codec, mode: str, fp32: set[str]) -> dict[str, tuple[nn.Module, set[str]]]:
+    """``part path -> (part, names of its nn.Linear layers to quantise)`` for ``int8`` (both
+    sides) or ``int8-dec`` (the receiving side); refuses a mode that would quantise nothing."""
+    from .utils import CodecError
+
+    keep = set(codec.latent_layers) | fp32
+    plan = {}
+    for part_name, part in _parts(codec, ("receive",) if mode == "int8-dec" else ("send", "receive")).items():
+        # PyTorch's Transformer layers read their Linear layers' weights (fast-path checks),
+        # which quantised layers do not have: those stay fp32
+        builtin = {name for name, m in part.named_modules()
+                   if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer))}
+        names = {name for name, m in part.named_modules()
+                 if type(m) is nn.Linear and not _inside(f"{part_name}.{name}", keep) and not _inside(name, builtin)}
+        if names:
+            plan[part_name] = (part, names)
+    if not plan:
+        side = "receiving side" if mode == "int8-dec" else "network"
+        raise CodecError(f"optimize_for_inference: {type(codec).__name__}'s {side} has no nn.Linear layer to "
+                         f"quantise, so {mode} would be the exact mode; use --precision fp32 (or bf16)")
+    return plan
+
+
 def optimize_for_inference(codec, mode: str = "exact", compile: bool | str = False):
     """Prepare ``codec`` (in place) for coding in ``mode`` (``exact``, ``int8``, ``int8-dec`` or
     ``bf16``; see the module docstring); returns it. Call once, after loading; the codec cannot train after.
@@ -144,33 +166,21 @@ def optimize_for_inference(codec, mode: str = "exact", compile: bool | str = Fal
         raise CodecError(f"optimize_for_inference: mode {mode!r} is not one of {', '.join(MODES)}")
     if getattr(codec, "inference_mode", None):
         raise CodecError(f"optimize_for_inference: this codec is already prepared ({codec.inference_mode}); load it again")
+    if compile not in (False, True, "dynamic", "static"):
+        raise CodecError(f"optimize_for_inference: compile={compile!r}: expected False, True (= 'dynamic') or 'static'")
+    fp32 = _fp32_names(codec)
+    plan = _int8_plan(codec, mode, fp32) if mode in ("int8", "int8-dec") else {}
     codec.eval().requires_grad_(False)
     for module in codec.modules():
         if hasattr(module, "fast") and isinstance(module.fast, bool):
             module.fast = True
-    fp32 = _fp32_names(codec)
-    if mode in ("int8", "int8-dec"):
+    if plan:
         from torch.ao.quantization import quantize_dynamic
 
-        keep = set(codec.latent_layers) | fp32
         if "fbgemm" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "fbgemm"
-        sides = ("receive",) if mode == "int8-dec" else ("send", "receive")
-        done = 0
-        for part_name, part in _parts(codec, sides).items():
-            # PyTorch's Transformer layers read their Linear layers' weights (fast-path checks),
-            # which quantised layers do not have: those stay fp32
-            builtin = {name for name, m in part.named_modules()
-                       if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer))}
-            mine = {name for name, m in part.named_modules()
-                    if type(m) is nn.Linear and not _inside(f"{part_name}.{name}", keep) and not _inside(name, builtin)}
-            if mine:
-                quantize_dynamic(part, mine, dtype=torch.qint8, inplace=True)
-                done += len(mine)
-        if not done:
-            side = "receiving side" if mode == "int8-dec" else "network"
-            raise CodecError(f"optimize_for_inference: {type(codec).__name__}'s {side} has no nn.Linear layer to "
-                             f"quantise, so {mode} would be the exact mode; use --precision fp32 (or bf16)")
+        for part, names in plan.values():
+            quantize_dynamic(part, names, dtype=torch.qint8, inplace=True)
     elif mode == "bf16":
         parts = _parts(codec)
         for part in parts.values():
@@ -184,8 +194,6 @@ def optimize_for_inference(codec, mode: str = "exact", compile: bool | str = Fal
             for part in parts.values():
                 part.register_forward_pre_hook(_bf16_in, with_kwargs=True)
                 part.register_forward_hook(_bf16_out, with_kwargs=True)
-    if compile not in (False, True, "dynamic", "static"):
-        raise CodecError(f"optimize_for_inference: compile={compile!r}: expected False, True (= 'dynamic') or 'static'")
     if compile:
         for part in _parts(codec).values():
             part.forward = torch.compile(part.forward, dynamic=compile != "static")

@@ -142,8 +142,11 @@ def test_log_mel_front_end_stays_fp32(plain):
 def test_a_mode_that_changes_nothing_is_refused(plain, speech):
     """The LM-loss codec's HiFi-GAN has no Linear layer: int8-dec would be the exact mode."""
     codec, toks, sig = plain["lmloss"]
+    refused = copy.deepcopy(codec)
     with pytest.raises(CodecError, match="receiving side has no nn.Linear"):
-        copy.deepcopy(codec).optimize_for_inference("int8-dec")
+        refused.optimize_for_inference("int8-dec")
+    assert refused.inference_mode is None  # refused before anything changed: it can still be prepared
+    assert refused.optimize_for_inference("exact").inference_mode == "exact"
     fast = copy.deepcopy(codec).optimize_for_inference("int8")  # HuBERT's stand-in has one
     assert _quantised(fast.encoder) == 1 and _side_count(fast, "receive") == 0
     assert fast.sig_to_toks(speech)["content"].shape == toks["content"].shape
