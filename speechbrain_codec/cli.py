@@ -379,8 +379,8 @@ def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None
 
 
 def _batchable(codec, streaming: bool, batch_size: int) -> bool:
-    """Whether ``_batch`` codes several utterances per call (single-stream codecs, offline)."""
-    return batch_size > 1 and not streaming and len(codec.layout.streams) == 1 and hasattr(codec, "batch_sig_to_toks")
+    """Whether ``_batch`` codes several utterances per call (offline)."""
+    return batch_size > 1 and not streaming and hasattr(codec, "batch_sig_to_toks")
 
 
 class _Progress:
@@ -443,9 +443,14 @@ def _encode_batched(codec, items, tmp: Path, entropy: bool, device, batch_size: 
         toks = codec.batch_sig_to_toks([to_device(sigs[i], device) for i in long_], batch_size, progress)
         for i, t in zip(long_, toks):
             uid, src = items[i]
-            facts[i] = _write_tokens(codec, {"tokens": to_cpu(t).numpy()}, sigs[i].numel(), src,
-                                     tmp / f"{uid}.sbc", entropy)
+            facts[i] = _write_tokens(codec, {name: to_cpu(v).numpy() for name, v in codec.token_dict(t).items()},
+                                     sigs[i].numel(), src, tmp / f"{uid}.sbc", entropy)
     return [facts[i] for i in range(len(items))]
+
+
+def _token_frames(toks) -> tuple[int, ...]:
+    """Frames per stream of one utterance's tokens (a tensor or a dict of them)."""
+    return tuple(v.shape[0] for v in toks.values()) if isinstance(toks, dict) else (toks.shape[0],)
 
 
 def _decode_batched(codec, items, tmp: Path, device, batch_size: int, progress) -> float:
@@ -459,8 +464,9 @@ def _decode_batched(codec, items, tmp: Path, device, batch_size: int, progress) 
         bs = read_sbc(src, codec.token_models or None)
         _check_fits(codec, bs, src)
         streams.append(bs)
-    toks = [to_device(torch.as_tensor(codec.from_token_dict(bs.token_dict())), device) for bs in streams]
-    order = sorted(range(len(items)), key=lambda i: (toks[i].shape[0], i))
+    toks = [codec.from_token_dict({name: to_device(torch.as_tensor(t), device) for name, t in bs.token_dict().items()})
+            for bs in streams]
+    order = sorted(range(len(items)), key=lambda i: (_token_frames(toks[i]), i))
     for start in range(0, len(order), batch_size * 4):
         window = order[start : start + batch_size * 4]
         sigs = codec.batch_toks_to_sig([toks[i] for i in window], batch_size, progress)

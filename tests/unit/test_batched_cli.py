@@ -70,3 +70,31 @@ def test_batch_api_with_padding_equals_alone(shared_dir, clips):
     x = torch.nn.utils.rnn.pad_sequence([codec.pad(s[None])[0] for s in sigs], batch_first=True)
     naive = codec.sig_to_toks(x)
     assert not torch.equal(naive[1, : toks[1].shape[0]], toks[1])
+
+
+def test_batched_manifest_of_a_multi_stream_codec(clips, tmp_path, capsys, monkeypatch):
+    """A codec of three streams (25 Hz content, 12.5 Hz coarse, a per-utterance speaker code):
+    the two 1.9-s clips share the padded length and are coded in one batch, each stream cut to
+    its own clip's frames; every bitstream is the one-at-a-time one, byte for byte."""
+    from tests.unit.test_multistream import MULTI_YAML, build
+
+    from speechbrain_codec.multistream import MultiStreamCodec
+
+    ckpt = tmp_path / "multi"
+    build().save_pretrained(ckpt, MULTI_YAML)
+    man = str(clips / "test.csv")
+    sizes, plain = [], MultiStreamCodec.sig_to_toks
+    monkeypatch.setattr(MultiStreamCodec, "sig_to_toks", lambda self, sig, lens=None: sizes.append(sig.shape[0])
+                        or plain(self, sig, lens))
+    for bs in (1, 4):
+        args = ["--checkpoint", str(ckpt), "--batch-size", str(bs)]
+        assert main(["encode", "--manifest", man, str(tmp_path / f"sbc{bs}"), *args]) == 0
+        assert main(["decode", "--manifest", man, str(tmp_path / f"sbc{bs}"), str(tmp_path / f"wav{bs}"), *args]) == 0
+    assert "encoded 6 utterance(s)" in capsys.readouterr().err
+    assert 2 in sizes  # the two 1.9-s clips went through the codec together
+    for i in range(6):
+        one, batched = (tmp_path / f"sbc{bs}" / f"u{i}.sbc" for bs in (1, 4))
+        assert one.read_bytes() == batched.read_bytes(), f"u{i}: the batched bitstream differs"
+        a, _ = sf.read(tmp_path / "wav1" / f"u{i}.wav", dtype="int16")
+        b, _ = sf.read(tmp_path / "wav4" / f"u{i}.wav", dtype="int16")
+        assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1
