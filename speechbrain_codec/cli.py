@@ -380,7 +380,7 @@ def bitrate_summary(codec, facts: list[dict], seconds_taken: float | None = None
 
 def _batchable(codec, streaming: bool, batch_size: int) -> bool:
     """Whether ``_batch`` codes several utterances per call (offline)."""
-    return batch_size > 1 and not streaming and hasattr(codec, "batch_sig_to_toks")
+    return batch_size > 1 and not streaming and hasattr(codec, "batch_sig_to_toks") and getattr(codec, "batches", True)
 
 
 class _Progress:

@@ -25,7 +25,21 @@ from .quantizers import Quantizer
 from .streams import SINGLE_STREAM, StreamLayout, StreamSpec
 from .utils import CodecError, atomic_path, atomic_write_json, atomic_write_text, load_state_checked
 
-__all__ = ["Codec", "CodecOutput", "StreamDecoder", "StreamEncoder"]
+__all__ = ["Codec", "CodecOutput", "StreamDecoder", "StreamEncoder", "coding"]
+
+
+def coding(method):
+    """Decorator of a codec's coding method (``sig_to_toks``, ``toks_to_sig``): it runs under
+    ``Codec._coding()``, ``torch.inference_mode`` once the codec is prepared
+    (:meth:`Codec.optimize_for_inference`), ``torch.no_grad`` otherwise."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._coding():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 logger = logging.getLogger("speechbrain_codec")
 
@@ -107,6 +121,12 @@ class Codec(nn.Module):
     casts_compute_dtype = True
     #: the ``nn.Linear`` layers (paths) that write or read the latents: fp32 in the int8 modes
     latent_layers = ("compressor.out_proj", "decompressor.in_proj")
+    #: part path -> the method of it that the coding paths call, where not ``forward``
+    #: (what ``compile`` wraps)
+    inference_entries: dict = {}
+    #: whether :meth:`batch_sig_to_toks` / :meth:`batch_toks_to_sig` (and the CLI's
+    #: ``--batch-size``) may code several utterances in one call
+    batches = True
 
     def __init__(
         self,
@@ -187,7 +207,8 @@ class Codec(nn.Module):
     def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
         """The modules that :meth:`optimize_for_inference` converts (int8, bf16, compile), by side:
         ``"send"`` (signal -> the latents the quantizers read) and ``"receive"`` (quantized latents
-        -> signal), each ``attribute path -> module``. The quantizers are on neither side."""
+        -> signal), each ``attribute path -> module``. The quantizers (:meth:`fp32_modules`) stay
+        fp32 also where a part contains them (the LM-loss codec's)."""
         return {"send": {"encoder": self.encoder, "compressor": self.compressor},
                 "receive": {"decompressor": self.decompressor, "decoder": self.decoder}}
 

@@ -47,12 +47,17 @@ Which modules a mode converts is the codec's :meth:`~speechbrain_codec.codec.Cod
 the sending side (signal -> the latents the quantizers read: FocalCodec's encoder and
 compressor, SIREN's HuBERT and factoriser, a multi-stream codec's encoders and branch
 compressors, the LM-loss codec's HuBERT) and the receiving side (quantized latents -> signal).
-The quantizers (``Codec.fp32_modules``) and signal-processing front ends (``fp32_inference = True``,
-the log-mel) stay fp32 in every mode, and so do ``Codec.latent_layers`` (the Linear layers that
-write or read the latents) in the int8 modes. Codecs whose coding paths do not cast to
-``compute_dtype`` themselves (``casts_compute_dtype = False``) get their bf16 parts wrapped in
-hooks that cast activations in and outputs back to fp32. An int8 mode with no Linear layer to
-quantise (the LM-loss codec's HiFi-GAN) is refused: it would be the exact mode under another name.
+The quantizers (``Codec.fp32_modules``) and signal-processing front ends (``fp32_inference = True``:
+the log-mel, YAAPT) stay fp32 in every mode, with their fp32 values also inside a bf16 part (the
+waveform reaching a front end inside a bf16 part has been rounded to bf16, though), and so do
+``Codec.latent_layers`` (the Linear layers that write or read the latents) in the int8 modes. A
+part that is itself an ``nn.Linear`` is replaced by its int8 form. Codecs whose coding paths do not
+cast to ``compute_dtype`` themselves (``casts_compute_dtype = False``) get forward hooks on their
+bf16 parts that cast activations in and outputs back to fp32; a part whose codec calls another
+method than ``forward`` (``Codec.inference_entries``: the LM-loss codec's ``model.decode``) casts
+itself, and ``compile`` wraps that method. An int8 mode with no Linear layer to quantise (the
+LM-loss codec's HiFi-GAN) is refused: it would be the exact mode under another name. A codec with
+``batches = False`` (DP-SLM's) is coded one utterance per call.
 """
 
 from __future__ import annotations
@@ -71,10 +76,12 @@ MODES = ("exact", "int8", "int8-dec", "bf16")
 PRECISIONS = {"fp32": "exact", "int8": "int8", "int8-dec": "int8-dec", "bf16": "bf16"}
 
 
-def _parts(codec, sides=("send", "receive")) -> dict[str, nn.Module]:
-    """The modules a mode converts on ``sides`` (``Codec.inference_parts``), by attribute path."""
+def _parts(codec, sides=("send", "receive"), fp32: set[str] = frozenset()) -> dict[str, nn.Module]:
+    """The modules a mode converts on ``sides`` (``Codec.inference_parts``), by attribute path;
+    not an ``nn.Identity`` nor a part that is itself fp32 (an F0 tracker as a branch encoder)."""
     parts = codec.inference_parts()
-    return {name: m for side in sides for name, m in parts[side].items() if not isinstance(m, nn.Identity)}
+    return {name: m for side in sides for name, m in parts[side].items()
+            if not isinstance(m, nn.Identity) and name not in fp32}
 
 
 def _fp32_names(codec) -> set[str]:
@@ -86,8 +93,38 @@ def _fp32_names(codec) -> set[str]:
     return {name for name, _ in codec.named_modules() if _inside(name, tops)}
 
 
+def _path(part_name: str, name: str) -> str:
+    """The codec-level path of module ``name`` of the part at ``part_name``."""
+    return f"{part_name}.{name}" if name else part_name
+
+
 def _inside(name: str, prefixes: set[str]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
+    """Whether module path ``name`` is one of ``prefixes`` or inside one (``""``: the root, so everything)."""
+    return any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _to_bf16(part: nn.Module, part_name: str, fp32: set[str]) -> None:
+    """``part``'s floating parameters and buffers in bfloat16, except those of the fp32 modules
+    inside it, which keep their fp32 values (not cast there and back)."""
+    for name, m in part.named_modules():
+        if _path(part_name, name) in fp32:
+            continue
+        for p in m.parameters(recurse=False):
+            if p.is_floating_point():
+                p.data = p.data.to(torch.bfloat16)
+        for key, b in m.named_buffers(recurse=False):
+            if b.is_floating_point():
+                setattr(m, key, b.to(torch.bfloat16))
+
+
+def _quantise_root(codec, part_name: str, part: nn.Linear) -> None:
+    """A part that is itself an ``nn.Linear`` (a fusion layer): replaced by its dynamic int8 form
+    (``quantize_dynamic`` swaps children only)."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import default_dynamic_qconfig
+
+    part.qconfig = default_dynamic_qconfig
+    codec.set_submodule(part_name, DynamicLinear.from_float(part))
 
 
 def _bf16_in(module, args, kwargs):
@@ -124,13 +161,13 @@ def _int8_plan(codec, mode: str, fp32: set[str]) -> dict[str, tuple[nn.Module, s
 
     keep = set(codec.latent_layers) | fp32
     plan = {}
-    for part_name, part in _parts(codec, ("receive",) if mode == "int8-dec" else ("send", "receive")).items():
+    for part_name, part in _parts(codec, ("receive",) if mode == "int8-dec" else ("send", "receive"), fp32).items():
         # PyTorch's Transformer layers read their Linear layers' weights (fast-path checks),
         # which quantised layers do not have: those stay fp32
         builtin = {name for name, m in part.named_modules()
                    if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer))}
         names = {name for name, m in part.named_modules()
-                 if type(m) is nn.Linear and not _inside(f"{part_name}.{name}", keep) and not _inside(name, builtin)}
+                 if type(m) is nn.Linear and not _inside(_path(part_name, name), keep) and not _inside(name, builtin)}
         if names:
             plan[part_name] = (part, names)
     if not plan:
@@ -179,15 +216,15 @@ def optimize_for_inference(codec, mode: str = "exact", compile: bool | str = Fal
 
         if "fbgemm" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "fbgemm"
-        for part, names in plan.values():
-            quantize_dynamic(part, names, dtype=torch.qint8, inplace=True)
+        for part_name, (part, names) in plan.items():
+            if "" in names:
+                _quantise_root(codec, part_name, part)
+            else:
+                quantize_dynamic(part, names, dtype=torch.qint8, inplace=True)
     elif mode == "bf16":
-        parts = _parts(codec)
-        for part in parts.values():
-            part.to(torch.bfloat16)
-        for name, m in codec.named_modules():  # the quantizers stay fp32, also inside a part
-            if name in fp32:
-                m.float()
+        parts = _parts(codec, fp32=fp32)
+        for name, part in parts.items():  # the quantizers and front ends stay fp32, also inside a part
+            _to_bf16(part, name, fp32)
         if codec.casts_compute_dtype:
             codec.compute_dtype = torch.bfloat16
         else:  # the codec's own paths stay fp32: each part casts at its boundary
@@ -195,8 +232,9 @@ def optimize_for_inference(codec, mode: str = "exact", compile: bool | str = Fal
                 part.register_forward_pre_hook(_bf16_in, with_kwargs=True)
                 part.register_forward_hook(_bf16_out, with_kwargs=True)
     if compile:
-        for part in _parts(codec).values():
-            part.forward = torch.compile(part.forward, dynamic=compile != "static")
+        for name, part in _parts(codec, fp32=fp32).items():
+            entry = codec.inference_entries.get(name, "forward")  # the method the codec's paths call
+            setattr(part, entry, torch.compile(getattr(part, entry), dynamic=compile != "static"))
     codec.inference_mode = mode + ("+compile" if compile else "")
     return codec
 
@@ -248,6 +286,7 @@ def batch_sig_to_toks(codec, sigs: list[torch.Tensor], batch_size: int = 8, prog
     each as ``codec.sig_to_toks(sig[None])[0]``.
     ``progress(n)`` is called after each batch with the number of utterances done in it."""
     out: list[torch.Tensor | None] = [None] * len(sigs)
+    batch_size = batch_size if getattr(codec, "batches", True) else 1
     padded = [codec.pad(s[None])[0] for s in sigs]
     aware = _lengths_aware(codec)
     for group in _groups([p.shape[-1] for p in padded], batch_size, not aware):
@@ -307,6 +346,7 @@ def batch_toks_to_sig(codec, toks: list[torch.Tensor], batch_size: int = 8, prog
     of up to ``batch_size`` (a codec of several streams: of equally long streams); each as
     ``codec.toks_to_sig(toks[None])[0]``."""
     out: list[torch.Tensor | None] = [None] * len(toks)
+    batch_size = batch_size if getattr(codec, "batches", True) else 1
     aware = _lengths_aware(codec)
     for group in _groups([_token_length(t) for t in toks], batch_size, not aware):
         x = _stack([toks[i] for i in group])

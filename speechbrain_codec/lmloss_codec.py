@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from .codec import Codec, CodecOutput
+from .codec import Codec, CodecOutput, coding
 from .encoders import Encoder
 from .lmloss import LMLossDecoder
 from .quantizers import Quantizer, VQVAE
@@ -124,10 +124,14 @@ class LMLossCodec(Codec):
 
     casts_compute_dtype = False
     latent_layers = ()
+    inference_entries = {"model": "decode"}  # toks_to_sig calls model.decode, never model.forward
 
     def inference_parts(self) -> dict[str, dict[str, nn.Module]]:
         """HuBERT on the sending side, the generator (with its embeddings) on the receiving side;
-        the F0 tracker is signal processing and the VQ-VAE streams (``fp32_modules``) stay fp32."""
+        the F0 tracker is signal processing and the VQ-VAE streams (``fp32_modules``) stay fp32.
+        The receiving side casts itself in bf16 (the generator's first convolution takes its
+        weights' dtype, :meth:`toks_to_sig` returns fp32): ``model.decode`` is not a forward, so
+        no hook runs there."""
         return {"send": {"encoder": self.encoder}, "receive": {"model": self.model}}
 
     def fp32_modules(self) -> list[nn.Module]:
@@ -172,7 +176,7 @@ class LMLossCodec(Codec):
         # lats / qlats: the content stream's code vectors (what the SD loss decodes)
         return CodecOutput(rec, toks, s.content_qlats, s.content_qlats, s.losses, feats, qfeats)
 
-    @torch.no_grad()
+    @coding
     def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None,
                     features: dict | None = None) -> dict[str, torch.Tensor]:
         """``sig [B, T_wav] -> {"content": [B, ceil(T_wav / 640), 1], "f0": [B, ceil(T_wav / 1280), 1]}``."""
@@ -181,7 +185,7 @@ class LMLossCodec(Codec):
         full = {"content": s.content_toks[..., None], "f0": s.f0_toks[..., None]}
         return {spec.name: full[spec.name][:, : spec.num_frames(sig.shape[-1])] for spec in self.layout}
 
-    @torch.no_grad()
+    @coding
     def toks_to_sig(self, toks: dict) -> torch.Tensor:
         """``{"content", "f0"} -> sig [B, 640 x content frames]`` (a content stream cut short of
         the last F0 token is extended by its last frame for decoding, then cut back)."""
@@ -262,12 +266,12 @@ class VQVAEFeatureCodec(Codec):
         out = rec[..., 0] if sig.dim() == 2 else rec
         return CodecOutput(out, q.toks, lats, q.qlats, q.losses, x, rec)
 
-    @torch.no_grad()
+    @coding
     def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         x = self._as_frames(sig.float())
         return self.vqvae.quantize(self.vqvae.encode(self.pad(x))).toks
 
-    @torch.no_grad()
+    @coding
     def toks_to_sig(self, toks: torch.Tensor) -> torch.Tensor:
         return self.vqvae.decode(self.vqvae.toks_to_qlats(toks))
 

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from .codec import Codec, CodecOutput
+from .codec import Codec, CodecOutput, coding
 from .decoders import Decoder
 from .encoders import Encoder
 from .quantizers import Quantizer
@@ -276,7 +276,7 @@ class MultiStreamCodec(Codec):
         rec = self.fit_length(self.decoder(qfeats), self.output_length(sig.shape[-1]))
         return CodecOutput(rec, toks, lats, qlats, losses, feats, qfeats)
 
-    @torch.no_grad()
+    @coding
     def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``sig [B, T_wav] -> {stream: toks [B, N_s, K_s]}`` (``N_s = ceil(T_wav / hop_s)``
         frames, 1 per utterance)."""
@@ -288,7 +288,7 @@ class MultiStreamCodec(Codec):
             out[name] = toks if spec.per_utterance else toks[:, : spec.num_frames(sig.shape[-1])]
         return out
 
-    @torch.no_grad()
+    @coding
     def toks_to_sig(self, toks: dict[str, torch.Tensor]) -> torch.Tensor:
         """``{stream: toks} -> sig [B, T_dec * decoder.hop_length]`` at ``output_sample_rate``
         (``T_dec``: the longest stream at the decoder's frame rate)."""

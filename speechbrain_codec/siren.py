@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .codec import Codec, CodecOutput
+from .codec import Codec, CodecOutput, coding
 from .compressors.conv_rate import ConvRateReduction, ConvUpsample
 from .decoders import Decoder
 from .encoders import Encoder
@@ -407,7 +407,7 @@ class SirenCodec(Codec):
         rec = self.fit_length(self.decoder(qfeats), self.output_length(sig.shape[-1]))
         return CodecOutput(rec, toks, lats, qlats, losses, feats, qfeats)
 
-    @torch.no_grad()
+    @coding
     def sig_to_toks(self, sig: torch.Tensor, lens: torch.Tensor | None = None,
                     features: dict | None = None) -> dict[str, torch.Tensor]:
         """``sig [B, T_wav] -> {"semantic": [B, ceil(T_wav / hop_s), K_s], "prosody": [B,
@@ -416,7 +416,7 @@ class SirenCodec(Codec):
         return {s.name: toks[s.name] if s.per_utterance else toks[s.name][:, : s.num_frames(sig.shape[-1])]
                 for s in self.layout}
 
-    @torch.no_grad()
+    @coding
     def toks_to_sig(self, toks: dict) -> torch.Tensor:
         """``{semantic, prosody, speaker} -> sig [B, 320 x min(T_s f_s, T_p f_p)]``."""
         toks = self.from_token_dict(toks)

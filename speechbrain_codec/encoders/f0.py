@@ -34,6 +34,8 @@ class YAAPTF0Encoder(Encoder):
     """
 
     sample_rate = 16000
+    #: signal processing (numpy): stays fp32 in a bf16 codec (``Codec.optimize_for_inference``)
+    fp32_inference = True
     out_channels = 1
 
     def __init__(self, mean: float = 204.160, std: float = 49.846, sample_rate: int = 16000,

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..codec import coding
 from ..decoders import Decoder
 from ..multistream import MultiStreamCodec, StreamBranch
 from ..utils import CodecError
@@ -445,6 +446,9 @@ class DPSLMCodec(MultiStreamCodec):
     ellav, vocoder : ELLA-V folder (or model) and WavTokenizer folder (or model).
     """
 
+    #: one utterance per call: the unit-to-speech decoder samples each utterance on its own
+    batches = False
+
     def __init__(self, wavlm: str, codebook, ellav, vocoder, lmbda: float = 0.0, num_neighbors: int | None = None,
                  layer: int = 11, max_codec_tokens_per_phone: int = 10, max_tokens: int = 1000,
                  temperature: float = 1.0, top_p: float = 0.0, seed: int = 0) -> None:
@@ -460,7 +464,7 @@ class DPSLMCodec(MultiStreamCodec):
             raise CodecError(f"the acoustic model was trained on K = {decoder.ellav.num_units} units, the codebook has {k}")
         super().__init__({"units": StreamBranch(quantizer, kind="units", durations=False)}, decoder, encoder)
 
-    @torch.no_grad()
+    @coding
     def toks_to_sig(self, toks: dict[str, torch.Tensor]) -> torch.Tensor:
         """``{"units": [B, U, 1]}`` (deduplicated, as read from a ``.sbc``) -> 24 kHz ``sig``."""
         units = self.from_token_dict(toks)["units"][..., 0]

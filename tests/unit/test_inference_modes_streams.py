@@ -80,7 +80,9 @@ def test_exact_mode_is_the_plain_path(plain, speech, name):
     fast = copy.deepcopy(codec).optimize_for_inference("exact")
     got = fast.sig_to_toks(speech)
     assert set(got) == set(toks) and all(torch.equal(got[k], toks[k]) for k in toks)
-    assert torch.allclose(fast.toks_to_sig(toks), sig, atol=1e-5)
+    assert all(v.is_inference() for v in got.values())  # coded under torch.inference_mode
+    rec = fast.toks_to_sig(toks)
+    assert rec.is_inference() and torch.allclose(rec, sig, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["siren", "multistream"])
@@ -92,6 +94,8 @@ def test_int8_quantises_both_sides_but_not_the_latents(plain, speech, name):
         assert type(fast.get_submodule(path)) is nn.Linear, path  # fp32, not quantised
     for q in fast.quantizers().values():
         assert _quantised(q) == 0 and all(p.dtype == torch.float32 for p in q.parameters())
+    if name == "multistream":  # a part that is itself a Linear (the fusion layer) is quantised too
+        assert isinstance(fast.fusion, torch.ao.nn.quantized.dynamic.Linear)
     got = fast.sig_to_toks(speech)
     assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in toks.items()}
     agree = torch.cat([(got[k] == toks[k]).flatten() for k in toks]).float().mean().item()
@@ -120,9 +124,11 @@ def test_bf16_parts_and_fp32_boundaries(plain, speech, name):
     for side, parts in fast.inference_parts().items():
         params = [p for part in parts.values() for p in part.parameters() if id(p) not in fp32]
         assert params and all(p.dtype == torch.bfloat16 for p in params), side
-    for q in fast.quantizers().values():
-        assert all(p.dtype == torch.float32 for p in q.parameters()) and all(
-            b.dtype == torch.float32 for b in q.buffers() if b.is_floating_point())
+    plain_state = codec.state_dict()
+    for path in (n for n, m in fast.named_modules() if any(m is q for q in fast.fp32_modules())):
+        for key, value in fast.get_submodule(path).state_dict().items():  # fp32 values, never rounded
+            if value.is_floating_point():
+                assert value.dtype == torch.float32 and torch.equal(value, plain_state[f"{path}.{key}"]), key
     got = fast.sig_to_toks(speech)
     assert all(got[k].dtype == torch.long and got[k].shape == toks[k].shape for k in toks)
     agree = torch.cat([(got[k] == toks[k]).flatten() for k in toks]).float().mean().item()
@@ -133,9 +139,11 @@ def test_bf16_parts_and_fp32_boundaries(plain, speech, name):
 
 
 def test_log_mel_front_end_stays_fp32(plain):
-    fast = copy.deepcopy(plain["multistream"][0]).optimize_for_inference("bf16")
-    mel = fast.encoder.logmel
-    assert all(b.dtype == torch.float32 for b in mel.buffers() if b.is_floating_point())
+    codec = plain["multistream"][0]
+    fast = copy.deepcopy(codec).optimize_for_inference("bf16")
+    mel, ref = fast.encoder.logmel, dict(codec.encoder.logmel.named_buffers())
+    for key, b in mel.named_buffers():  # fp32 and the exact fp32 values (filterbank, window)
+        assert b.dtype == torch.float32 and torch.equal(b, ref[key]), key
     assert next(fast.encoder.parameters()).dtype == torch.bfloat16
 
 
@@ -150,6 +158,21 @@ def test_a_mode_that_changes_nothing_is_refused(plain, speech):
     fast = copy.deepcopy(codec).optimize_for_inference("int8")  # HuBERT's stand-in has one
     assert _quantised(fast.encoder) == 1 and _side_count(fast, "receive") == 0
     assert fast.sig_to_toks(speech)["content"].shape == toks["content"].shape
+    # its decoding calls model.decode, never model.forward: that is what compile wraps
+    compiled = copy.deepcopy(codec).optimize_for_inference("exact", compile="static")
+    assert "decode" in vars(compiled.model) and "forward" not in vars(compiled.model)
+
+
+def test_a_codec_that_decodes_one_utterance_at_a_time_is_not_batched(plain, speech):
+    """``batches = False`` (DP-SLM's sampling unit-to-speech decoder): one utterance per call,
+    in the library and in the CLI."""
+    from speechbrain_codec.cli import _batchable
+
+    codec = copy.deepcopy(plain["multistream"][0])
+    codec.batches = False
+    sizes = []
+    codec.batch_sig_to_toks([speech[0, :8000], speech[0, 1000:9000]], batch_size=4, progress=sizes.append)
+    assert sizes == [1, 1] and not _batchable(codec, False, 8) and _batchable(plain["multistream"][0], False, 8)
 
 
 @pytest.mark.parametrize("name", ["siren", "multistream"])
