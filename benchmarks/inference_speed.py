@@ -32,7 +32,7 @@ encode + decode (``torch.profiler``) splits the time into matrix products (``ate
 or more, no fp32 path that computes the same products can code in half the baseline's time.
 
 The machine may be shared and noisy: options are interleaved repeat by repeat and each figure is
-the median of ``--repeats``; compare rows within one run. ``torch.set_num_threads(--threads)``.
+the median of ``--repeats`` after ``--warmup`` untimed rounds; compare rows within one run. ``torch.set_num_threads(--threads)``.
 
     python benchmarks/inference_speed.py [--threads 2] [--seconds 10] [--stream-seconds 10] [--repeats 3]
 """
@@ -190,9 +190,8 @@ def stream_chunks(codec, sig, toks):
 
 
 def compiled_row(args, name: str, base_t: float, seconds: float) -> dict:
-    """The ``exact+compile`` row of ``name``, measured in a child process: the compiled kernels'
-    OpenMP threads slow down the eager rows of the process they run in (in a trial run, the
-    50 Hz baseline encode by about a third), so they get a process of their own; the child
+    """The ``exact+compile`` row of ``name``, measured in a child process, so that compiled
+    kernels and inductor's compile workers cannot touch the eager rows' timings; the child
     compares its tokens and waveform with its own plain path (the same seed, the same weights).
     Its inductor cache is empty, so ``first_call_seconds`` is a cold compile."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +199,8 @@ def compiled_row(args, name: str, base_t: float, seconds: float) -> dict:
         subprocess.run([sys.executable, __file__, "--in-child", "--systems", name, "--options", "baseline",
                         "exact+compile", "--compile-systems", name, "--threads", str(args.threads),
                         "--seconds", str(args.seconds), "--stream-seconds", str(args.stream_seconds),
-                        "--repeats", str(args.repeats), "--batch", str(args.batch), "--out", str(out)], check=True,
+                        "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--batch", str(args.batch),
+                        "--out", str(out)], check=True,
                        env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor")})  # a cold compile
         row = next(r for r in json.loads(out.read_text())["rows"] if r["option"] == "exact+compile")
     row["offline_time_vs_baseline_of_its_process"] = row.pop("offline_time_vs_baseline", None)
@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--stream-seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed rounds first (one was too few: the first system's baseline was still speeding up)")
     parser.add_argument("--batch", type=int, default=4, help="clips in the batched-throughput test")
     parser.add_argument("--systems", nargs="*", default=SYSTEMS)
     parser.add_argument("--options", nargs="*", default=OPTIONS)
@@ -271,7 +273,7 @@ def main() -> None:
         stats = {opt: {k: [] for k in ("enc", "dec", "enc_mem", "dec_mem", "senc", "sdec", "chunk_enc", "chunk_dec",
                                        "batch", "single")} for opt in codecs}
         facts = {opt: {} for opt in codecs}
-        for rep in range(args.repeats + 1):  # repeat 0 warms up
+        for rep in range(args.repeats + args.warmup):  # the first --warmup rounds are not timed
             for opt, codec in codecs.items():
                 # a statically compiled codec recompiles for every new shape: offline figures only
                 offline_only = opt.endswith("+compile")
@@ -285,7 +287,9 @@ def main() -> None:
                     btoks, tb, _ = timed(
                         lambda: codec.batch_toks_to_sig(codec.batch_sig_to_toks(batch_sigs, bsize), bsize))
                     _, t1, _ = timed(lambda: [codec.toks_to_sig(codec.sig_to_toks(s[None])) for s in batch_sigs])
-                if rep == 0:
+                if rep < args.warmup:
+                    if rep:
+                        continue
                     f = facts[opt]
                     f["first_call_seconds"] = te + td  # with compiling, for +compile
                     f["token_agreement"] = (flat(toks) == flat(ref_toks)).float().mean().item()
@@ -355,7 +359,7 @@ def main() -> None:
         "torch": torch.__version__, "load_average_at_start": load_start,
         "load_average_at_end": os.getloadavg()[0], "gemm_peak_gflops": peak,
         "audio_seconds": seconds, "stream_audio_seconds": ssig.shape[-1] / 16000, "batch_audio_seconds": batch_seconds,
-        "repeats": args.repeats, "clip": str(CLIP.relative_to(CLIP.parents[4])),
+        "repeats": args.repeats, "warmup_rounds": args.warmup, "clip": str(CLIP.relative_to(CLIP.parents[4])),
         "caveats": ("random weights at the published sizes (published checkpoints are not reachable offline): speed "
                     "is the published models'; token agreement of the lossy modes is that of random weights on "
                     "speech, not of the trained models. dWER is not reported: a randomly initialised codec does "
