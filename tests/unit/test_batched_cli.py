@@ -33,6 +33,20 @@ def clips(shared_dir, tmp_path_factory):
     return root
 
 
+def _same_as_one_by_one(out, n: int = 6) -> list:
+    """Each of the ``n`` clips: the batch-size-4 ``.sbc`` equals the batch-size-1 one byte for byte
+    and its waveform within one 16-bit step; returns the one-by-one ``(waveform, rate)`` per clip."""
+    decoded = []
+    for i in range(n):
+        one, batched = (out / f"sbc{bs}" / f"u{i}.sbc" for bs in (1, 4))
+        assert one.read_bytes() == batched.read_bytes(), f"u{i}: the batched bitstream differs"
+        a, sr = sf.read(out / "wav1" / f"u{i}.wav", dtype="int16")
+        b, _ = sf.read(out / "wav4" / f"u{i}.wav", dtype="int16")
+        assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1
+        decoded.append((a, sr))
+    return decoded
+
+
 @pytest.mark.parametrize("case", ["focalcodec_50hz", "focalcodec_12_5hz", "focalcodec_50hz_2k_causal"])
 def test_batched_manifest_equals_one_by_one(shared_dir, clips, case, tmp_path, capsys):
     ckpt = str(shared_dir / "golden" / "focalcodec" / case)
@@ -46,12 +60,7 @@ def test_batched_manifest_equals_one_by_one(shared_dir, clips, case, tmp_path, c
     rates = json.loads((tmp_path / "wav4" / "bitrate.json").read_text())
     assert rates["encode_throughput"]["batch_size"] == 4 and rates["decode_throughput"]["batch_size"] == 4
     assert rates["encode_throughput"]["audio_hours_per_second"] > 0
-    for i in range(6):
-        one, batched = (tmp_path / f"sbc{bs}" / f"u{i}.sbc" for bs in (1, 4))
-        assert one.read_bytes() == batched.read_bytes(), f"u{i}: the batched bitstream differs"
-        a, sr = sf.read(tmp_path / "wav1" / f"u{i}.wav", dtype="int16")
-        b, _ = sf.read(tmp_path / "wav4" / f"u{i}.wav", dtype="int16")
-        assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1
+    for i, (a, sr) in enumerate(_same_as_one_by_one(tmp_path)):
         n_in = sf.info(clips / f"u{i}.wav").frames
         assert a.shape[0] == n_in * sr // 16000  # the original length, one-frame clip too
 
@@ -92,9 +101,4 @@ def test_batched_manifest_of_a_multi_stream_codec(clips, tmp_path, capsys, monke
         assert main(["decode", "--manifest", man, str(tmp_path / f"sbc{bs}"), str(tmp_path / f"wav{bs}"), *args]) == 0
     assert "encoded 6 utterance(s)" in capsys.readouterr().err
     assert 2 in sizes  # the two 1.9-s clips went through the codec together
-    for i in range(6):
-        one, batched = (tmp_path / f"sbc{bs}" / f"u{i}.sbc" for bs in (1, 4))
-        assert one.read_bytes() == batched.read_bytes(), f"u{i}: the batched bitstream differs"
-        a, _ = sf.read(tmp_path / "wav1" / f"u{i}.wav", dtype="int16")
-        b, _ = sf.read(tmp_path / "wav4" / f"u{i}.wav", dtype="int16")
-        assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1
+    _same_as_one_by_one(tmp_path)
