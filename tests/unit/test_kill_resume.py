@@ -139,12 +139,19 @@ def test_feature_cache_killed_at_a_random_moment(setup, tmp_path, seed):
                 "--data-root", str(MINI / "data"), "--out", str(out), "--kind", "f0", "--shard-size", "2"]
 
     ref = tmp_path / "ref"
-    start = time.monotonic()
     assert subprocess.run(extract(ref), capture_output=True, env=_env()).returncode == 0
-    seconds = time.monotonic() - start
+    assert len(list((ref / "shards").glob("*.safetensors"))) >= 4
     out = tmp_path / "cache"
+    # kill while the third of six shards is being written, at a random point of it: the folder is
+    # polled for the first two and their interval is one shard's time (not a fraction of the
+    # reference's run time: a fresh clone's first run is slower than the second)
     proc = subprocess.Popen(extract(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    time.sleep(random.Random(seed).uniform(0.4, 0.8) * seconds)
+    seen = []
+    while len(seen) < 2 and proc.poll() is None:
+        if len(list((out / "shards").glob("*.safetensors"))) > len(seen):
+            seen.append(time.monotonic())
+        time.sleep(0.005)
+    time.sleep(random.Random(seed).uniform(0.1, 0.9) * (seen[-1] - seen[0]))
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert not (out / "index.json").exists()  # not finished, and not taken as finished
