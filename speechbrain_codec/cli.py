@@ -448,16 +448,12 @@ def _encode_batched(codec, items, tmp: Path, entropy: bool, device, batch_size: 
     return [facts[i] for i in range(len(items))]
 
 
-def _token_frames(toks) -> tuple[int, ...]:
-    """Frames per stream of one utterance's tokens (a tensor or a dict of them)."""
-    return tuple(v.shape[0] for v in toks.values()) if isinstance(toks, dict) else (toks.shape[0],)
-
-
 def _decode_batched(codec, items, tmp: Path, device, batch_size: int, progress) -> float:
     """Decode ``items`` (``.sbc`` files) in batches of similar length; returns the audio seconds."""
     import torch
 
     from .bitstream import read_sbc
+    from .inference import _token_length
 
     streams = []
     for uid, src in items:
@@ -466,7 +462,7 @@ def _decode_batched(codec, items, tmp: Path, device, batch_size: int, progress) 
         streams.append(bs)
     toks = [codec.from_token_dict({name: to_device(torch.as_tensor(t), device) for name, t in bs.token_dict().items()})
             for bs in streams]
-    order = sorted(range(len(items)), key=lambda i: (_token_frames(toks[i]), i))
+    order = sorted(range(len(items)), key=lambda i: (_token_length(toks[i]), i))
     for start in range(0, len(order), batch_size * 4):
         window = order[start : start + batch_size * 4]
         sigs = codec.batch_toks_to_sig([toks[i] for i in window], batch_size, progress)
